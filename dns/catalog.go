@@ -1,0 +1,183 @@
+package dns
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/regdns/regdns/registry"
+)
+
+// Catalog is what the DNS side knows of the registry: the services by their
+// case-folded DNS label, each with its instances indexed by folded id. The
+// registry view feeds it through Update on every change; queries only read.
+type Catalog struct {
+	synced func() bool
+	now    func() time.Time
+	log    zerolog.Logger
+
+	mu sync.RWMutex
+	// byLabel maps a folded label to the service answering it.
+	byLabel map[string]*service
+	// names maps a folded label to every registry name folding to it, so a
+	// collision ("User" and "user") resolves the same way whatever the
+	// order of updates: the smallest name wins.
+	names map[string][]string
+	// latest holds the last snapshot of every registry name.
+	latest map[string]*registry.Service
+	warned map[string]bool
+
+	serial atomic.Uint32
+}
+
+// service is the DNS form of one registry service. It is immutable but for
+// the rotation counter.
+type service struct {
+	name string // registry spelling
+	// label is the folded DNS label answering it.
+	label string
+	snap  *registry.Service
+	// serving are the instances served, in registry (id) order.
+	serving []*registry.Instance
+	// live indexes every live instance by folded id.
+	live map[string]*registry.Instance
+	// turn counts responses, for round-robin rotation.
+	turn atomic.Uint64
+}
+
+// NewCatalog returns an empty catalog. synced tells whether the registry
+// view reflects Redis; while it does not, unknown names get SERVFAIL.
+func NewCatalog(synced func() bool, log zerolog.Logger) *Catalog {
+	c := &Catalog{
+		synced:  synced,
+		now:     time.Now,
+		log:     log,
+		byLabel: map[string]*service{},
+		names:   map[string][]string{},
+		latest:  map[string]*registry.Service{},
+		warned:  map[string]bool{},
+	}
+	c.serial.Store(uint32(c.now().Unix()))
+	return c
+}
+
+// Synced reports whether the registry view is in sync with Redis.
+func (c *Catalog) Synced() bool { return c.synced() }
+
+// Serial is the SOA serial: the time of the last change in seconds, bumped
+// by one when changes come faster, so it only ever grows while the process
+// runs and starts above any earlier run's value after a restart.
+func (c *Catalog) Serial() uint32 { return c.serial.Load() }
+
+func (c *Catalog) bumpSerial() {
+	now := uint32(c.now().Unix())
+	for {
+		old := c.serial.Load()
+		next := max(old+1, now)
+		if c.serial.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// Update records the new snapshot of service name; svc nil removes it. It
+// has the signature of registry.Options.OnChange.
+func (c *Catalog) Update(name string, svc *registry.Service) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bumpSerial()
+	if !validLabel(name) {
+		if svc != nil && !c.warned[name] {
+			c.warned[name] = true
+			c.log.Warn().Str("service", name).Msg("service name is not a valid DNS label: not served")
+		}
+		if svc == nil {
+			delete(c.warned, name)
+		}
+		return
+	}
+	label := fold(name)
+	names := c.names[label]
+	if svc == nil {
+		delete(c.latest, name)
+		names = slices.DeleteFunc(names, func(n string) bool { return n == name })
+	} else {
+		c.latest[name] = svc
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+			slices.Sort(names)
+			if len(names) > 1 {
+				c.log.Warn().Strs("services", names).Str("label", label).
+					Msg("service names differ only in case: the first is served")
+			}
+		}
+	}
+	if len(names) == 0 {
+		delete(c.names, label)
+		delete(c.byLabel, label)
+		return
+	}
+	c.names[label] = names
+	winner := names[0]
+	prev := c.byLabel[label]
+	c.byLabel[label] = c.build(label, winner, c.latest[winner], prev)
+}
+
+// build derives the DNS form of a snapshot. The rotation counter carries
+// over so round-robin keeps turning across changes.
+func (c *Catalog) build(label, name string, snap *registry.Service, prev *service) *service {
+	s := &service{name: name, label: label, snap: snap, live: make(map[string]*registry.Instance, len(snap.Instances))}
+	if prev != nil {
+		s.turn.Store(prev.turn.Load())
+	}
+	for i := range snap.Instances {
+		in := &snap.Instances[i]
+		if !validLabel(in.ID) {
+			if key := name + "/" + in.ID; !c.warned[key] {
+				c.warned[key] = true
+				c.log.Warn().Str("service", name).Str("instance", in.ID).
+					Msg("instance id is not a valid DNS label: not served")
+			}
+			continue
+		}
+		s.live[fold(in.ID)] = in
+	}
+	for i := range snap.Serving {
+		if in, ok := s.live[fold(snap.Serving[i].ID)]; ok {
+			s.serving = append(s.serving, in)
+		}
+	}
+	return s
+}
+
+// lookup returns the service answering a folded label.
+func (c *Catalog) lookup(label string) (*service, bool) {
+	c.mu.RLock()
+	s, ok := c.byLabel[label]
+	c.mu.RUnlock()
+	return s, ok
+}
+
+// Services returns the labels served, sorted (for tests and tools).
+func (c *Catalog) Services() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]string, 0, len(c.byLabel))
+	for l := range c.byLabel {
+		out = append(out, l)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// protocol is the transport an instance serves, from metadata "protocol".
+func protocol(in *registry.Instance) string {
+	if p := strings.ToLower(in.Meta["protocol"]); p == "udp" {
+		return "udp"
+	}
+	return "tcp"
+}

@@ -1,0 +1,288 @@
+// Package config is the one home of regdns configuration: defaults, then the
+// TOML file, then REGDNS_* environment variables, then command-line flags
+// (applied by main through Set), validated once at startup.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole configuration. Every field documents its default;
+// config.example.toml lists them all.
+type Config struct {
+	DNS     DNS     `toml:"dns"`
+	Redis   Redis   `toml:"redis"`
+	Health  Health  `toml:"health"`
+	Balance Balance `toml:"balance"`
+	Cache   Cache   `toml:"cache"`
+	Log     Log     `toml:"log"`
+}
+
+// DNS configures the DNS server.
+type DNS struct {
+	// Listen is the UDP and TCP address (default "127.0.0.1:8053").
+	Listen string `toml:"listen"`
+	// Zone served (default "service.local").
+	Zone string `toml:"zone"`
+	// TTL of answers (default 5s).
+	TTL Duration `toml:"ttl"`
+	// NegativeTTL is the SOA minimum, how long NXDOMAIN/NODATA are cached (default 5s).
+	NegativeTTL Duration `toml:"negative_ttl"`
+	// MaxUDPSize caps the EDNS UDP payload size (default 1232).
+	MaxUDPSize int `toml:"max_udp_size"`
+	// NS is the zone's name server name (default "ns.<zone>").
+	NS string `toml:"ns"`
+}
+
+// Redis configures the registry connection.
+type Redis struct {
+	// URL of Redis (default "redis://127.0.0.1:6379/0"); redis:// or rediss://,
+	// with user:password and db number.
+	URL string `toml:"url"`
+	// KeyspaceEvents turns on keyspace notifications with CONFIG SET (default true).
+	KeyspaceEvents bool `toml:"keyspace_events"`
+	// Timeout bounds every Redis call (default 2s).
+	Timeout Duration `toml:"timeout"`
+	// Prefix of service keys (default "services").
+	Prefix string `toml:"prefix"`
+	// HealthPrefix of health keys (default "health").
+	HealthPrefix string `toml:"health_prefix"`
+}
+
+// Health configures which instances are served.
+type Health struct {
+	// Mode is healthy, healthy_or_unknown or any (default "healthy").
+	Mode string `toml:"mode"`
+}
+
+// Balance configures the order of answers.
+type Balance struct {
+	// Strategy is round_robin, weighted or random (default "round_robin").
+	Strategy string `toml:"strategy"`
+	// Services overrides the strategy per service:
+	// [balance.services.user-service] strategy = "weighted".
+	Services map[string]ServiceBalance `toml:"services"`
+}
+
+// ServiceBalance is the per-service override of Balance.
+type ServiceBalance struct {
+	Strategy string `toml:"strategy"`
+}
+
+// Cache configures how the in-memory view is kept current.
+type Cache struct {
+	// MaxAge is how often every service is re-read in full (default 30s).
+	MaxAge Duration `toml:"max_age"`
+	// PollInterval is the re-read period when keyspace notifications are
+	// unavailable (default 2s).
+	PollInterval Duration `toml:"poll_interval"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error (default "info").
+	Level string `toml:"level"`
+	// Format is console or json (default "console").
+	Format string `toml:"format"`
+}
+
+// Duration is a time.Duration written as "5s" in TOML and the environment.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Default returns the configuration with every default set.
+func Default() Config {
+	return Config{
+		DNS: DNS{
+			Listen: "127.0.0.1:8053", Zone: "service.local",
+			TTL: Duration{5 * time.Second}, NegativeTTL: Duration{5 * time.Second}, MaxUDPSize: 1232,
+		},
+		Redis: Redis{
+			URL: "redis://127.0.0.1:6379/0", KeyspaceEvents: true, Timeout: Duration{2 * time.Second},
+			Prefix: "services", HealthPrefix: "health",
+		},
+		Health:  Health{Mode: "healthy"},
+		Balance: Balance{Strategy: "round_robin"},
+		Cache:   Cache{MaxAge: Duration{30 * time.Second}, PollInterval: Duration{2 * time.Second}},
+		Log:     Log{Level: "info", Format: "console"},
+	}
+}
+
+// Load returns the defaults overlaid with the file at path (if path is not
+// empty) and then with REGDNS_* variables from getenv. Unknown keys in the
+// file are an error, so a typo never silently falls back to a default.
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		md, err := toml.Decode(string(data), &c)
+		if err != nil {
+			return c, fmt.Errorf("parse config %s: %w", path, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			keys := make([]string, len(und))
+			for i, k := range und {
+				keys[i] = k.String()
+			}
+			return c, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+		}
+	}
+	for _, v := range c.vars() {
+		if s := getenv(v.env); s != "" {
+			if err := v.set(s); err != nil {
+				return c, fmt.Errorf("environment %s=%q: %w", v.env, s, err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// Set applies one setting by its config key ("dns.listen"), as a flag does.
+func (c *Config) Set(key, value string) error {
+	for _, v := range c.vars() {
+		if v.key == key {
+			if err := v.set(value); err != nil {
+				return fmt.Errorf("%s=%q: %w", key, value, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown setting %q", key)
+}
+
+// variable is a setting reachable from the environment and flags.
+type variable struct {
+	key, env string
+	set      func(string) error
+}
+
+func (c *Config) vars() []variable {
+	str := func(p *string) func(string) error { return func(s string) error { *p = s; return nil } }
+	dur := func(p *Duration) func(string) error {
+		return func(s string) error { return p.UnmarshalText([]byte(s)) }
+	}
+	boolean := func(p *bool) func(string) error {
+		return func(s string) error {
+			switch strings.ToLower(s) {
+			case "1", "true", "yes", "on":
+				*p = true
+			case "0", "false", "no", "off":
+				*p = false
+			default:
+				return errors.New("not a boolean")
+			}
+			return nil
+		}
+	}
+	integer := func(p *int) func(string) error {
+		return func(s string) error { _, err := fmt.Sscan(s, p); return err }
+	}
+	list := []struct {
+		key string
+		set func(string) error
+	}{
+		{"dns.listen", str(&c.DNS.Listen)},
+		{"dns.zone", str(&c.DNS.Zone)},
+		{"dns.ttl", dur(&c.DNS.TTL)},
+		{"dns.negative_ttl", dur(&c.DNS.NegativeTTL)},
+		{"dns.max_udp_size", integer(&c.DNS.MaxUDPSize)},
+		{"dns.ns", str(&c.DNS.NS)},
+		{"redis.url", str(&c.Redis.URL)},
+		{"redis.keyspace_events", boolean(&c.Redis.KeyspaceEvents)},
+		{"redis.timeout", dur(&c.Redis.Timeout)},
+		{"redis.prefix", str(&c.Redis.Prefix)},
+		{"redis.health_prefix", str(&c.Redis.HealthPrefix)},
+		{"health.mode", str(&c.Health.Mode)},
+		{"balance.strategy", str(&c.Balance.Strategy)},
+		{"cache.max_age", dur(&c.Cache.MaxAge)},
+		{"cache.poll_interval", dur(&c.Cache.PollInterval)},
+		{"log.level", str(&c.Log.Level)},
+		{"log.format", str(&c.Log.Format)},
+	}
+	out := make([]variable, len(list))
+	for i, v := range list {
+		env := "REGDNS_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(v.key))
+		out[i] = variable{key: v.key, env: env, set: v.set}
+	}
+	return out
+}
+
+// EnvNames lists every REGDNS_* variable, for documentation and tests.
+func EnvNames() []string {
+	var c Config
+	vars := c.vars()
+	out := make([]string, len(vars))
+	for i, v := range vars {
+		out[i] = v.env
+	}
+	return out
+}
+
+// Validate checks what can be checked without side effects. Values with
+// their own parsers (health mode, strategy, log level) are checked where they
+// are parsed, in main, so each has one home.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.DNS.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("dns.listen %q: %w", c.DNS.Listen, err))
+	}
+	if strings.Trim(c.DNS.Zone, ".") == "" {
+		errs = append(errs, errors.New("dns.zone must not be empty"))
+	}
+	if c.DNS.TTL.Duration < time.Second || c.DNS.NegativeTTL.Duration < time.Second {
+		errs = append(errs, errors.New("dns.ttl and dns.negative_ttl must be at least 1s"))
+	}
+	if c.DNS.MaxUDPSize < 512 || c.DNS.MaxUDPSize > 65535 {
+		errs = append(errs, fmt.Errorf("dns.max_udp_size %d: want 512..65535", c.DNS.MaxUDPSize))
+	}
+	if u, err := url.Parse(c.Redis.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		errs = append(errs, fmt.Errorf("redis.url %q: want redis://host:port/db or rediss://", RedactURL(c.Redis.URL)))
+	}
+	if c.Redis.Timeout.Duration <= 0 || c.Cache.MaxAge.Duration <= 0 || c.Cache.PollInterval.Duration <= 0 {
+		errs = append(errs, errors.New("redis.timeout, cache.max_age and cache.poll_interval must be positive"))
+	}
+	if c.Redis.Prefix == "" || c.Redis.HealthPrefix == "" {
+		errs = append(errs, errors.New("redis.prefix and redis.health_prefix must not be empty"))
+	}
+	switch c.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level %q: want debug, info, warn or error", c.Log.Level))
+	}
+	if c.Log.Format != "console" && c.Log.Format != "json" {
+		errs = append(errs, fmt.Errorf("log.format %q: want console or json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// RedactURL hides the password of a Redis URL, for logs and errors.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}

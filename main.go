@@ -1,0 +1,299 @@
+// Command regdns is an authoritative DNS server for a Redis service
+// registry. main wires the packages together; it has no logic of its own.
+//
+//	regdns serve [-config FILE] [-listen ADDR] [-redis URL] [-zone NAME] [-strategy S] [-health-mode M]
+//	regdns dev   [-listen ADDR] [-redis-listen ADDR] [-zone NAME] [-strategy S] [-health-mode M]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	regdns "github.com/regdns/regdns/dns"
+	"github.com/regdns/regdns/internal/balance"
+	"github.com/regdns/regdns/internal/config"
+	"github.com/regdns/regdns/internal/devredis"
+	"github.com/regdns/regdns/registry"
+)
+
+const usage = `regdns: authoritative DNS for a Redis service registry
+
+Usage:
+  regdns serve [flags]   serve DNS from the registry in Redis
+  regdns dev [flags]     try it out: an embedded registry with demo services
+  regdns help            this text
+
+Run 'regdns serve -h' or 'regdns dev -h' for their flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serveCmd(ctx, args[1:], getenv, stderr)
+	case "dev":
+		err = devCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "regdns: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "regdns %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// commonFlags are the flags serve and dev share, each mapped to a config key.
+type commonFlags struct {
+	fs     *flag.FlagSet
+	config *string
+	byName map[string]string // flag name -> config key
+}
+
+func newFlags(name string, stderr io.Writer) *commonFlags {
+	fs := flag.NewFlagSet("regdns "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &commonFlags{fs: fs, byName: map[string]string{}}
+	f.config = fs.String("config", "", "TOML config file (see config.example.toml)")
+	f.bind("listen", "dns.listen", "DNS address, UDP and TCP (default 127.0.0.1:8053)")
+	f.bind("zone", "dns.zone", "zone served (default service.local)")
+	f.bind("strategy", "balance.strategy", "answer order: round_robin, weighted or random (default round_robin)")
+	f.bind("health-mode", "health.mode", "instances served: healthy, healthy_or_unknown or any (default healthy)")
+	f.bind("log-level", "log.level", "debug, info, warn or error (default info)")
+	return f
+}
+
+func (f *commonFlags) bind(name, key, help string) {
+	f.fs.String(name, "", help)
+	f.byName[name] = key
+}
+
+// load builds the configuration: defaults, file, environment, then the
+// flags given on the command line.
+func (f *commonFlags) load(args []string, getenv func(string) string, preset map[string]string) (config.Config, error) {
+	if err := f.fs.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	if f.fs.NArg() > 0 {
+		return config.Config{}, fmt.Errorf("unexpected arguments: %v", f.fs.Args())
+	}
+	path := *f.config
+	if path == "" {
+		path = getenv("REGDNS_CONFIG")
+	}
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		return cfg, err
+	}
+	for key, value := range preset {
+		if err := cfg.Set(key, value); err != nil {
+			return cfg, err
+		}
+	}
+	var setErr error
+	f.fs.Visit(func(fl *flag.Flag) {
+		if key, ok := f.byName[fl.Name]; ok && setErr == nil {
+			setErr = cfg.Set(key, fl.Value.String())
+		}
+	})
+	if setErr != nil {
+		return cfg, setErr
+	}
+	return cfg, cfg.Validate()
+}
+
+func serveCmd(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	f := newFlags("serve", stderr)
+	f.bind("redis", "redis.url", "Redis URL (default redis://127.0.0.1:6379/0)")
+	cfg, err := f.load(args, getenv, nil)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, stderr, nil)
+}
+
+func devCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	f := newFlags("dev", stderr)
+	redisListen := f.fs.String("redis-listen", "127.0.0.1:6380", "address of the embedded registry (Redis protocol)")
+	// The embedded registry has no keyspace notifications, and services
+	// registered by hand have no health checker: serve unknown health too.
+	cfg, err := f.load(args, getenv, map[string]string{
+		"health.mode": "healthy_or_unknown", "redis.keyspace_events": "false", "cache.poll_interval": "500ms",
+	})
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reg, err := devredis.Start(ctx, devredis.Options{
+		Addr: *redisListen, Logger: log, Keys: registry.Keys{Prefix: cfg.Redis.Prefix, HealthPrefix: cfg.Redis.HealthPrefix},
+	})
+	if err != nil {
+		return err
+	}
+	defer reg.Wait()
+	defer cancel()
+	cfg.Redis.URL = reg.URL()
+	return serve(ctx, cfg, stderr, func(dnsAddr string) {
+		host, port, _ := net.SplitHostPort(dnsAddr)
+		fmt.Fprintf(stdout, `regdns dev: embedded registry at %s, DNS at %s (UDP and TCP)
+
+Try:
+  dig -p %s @%s SRV user-service.%s
+  dig -p %s @%s A payment-service.%s
+  dig -p %s @%s SRV docs.%s
+
+Register your own with the reference Python writers (redis.Redis(port=%s)),
+or redis-cli -p %s. Ctrl-C stops.
+`, reg.Addr(), dnsAddr, port, host, cfg.DNS.Zone, port, host, cfg.DNS.Zone, port, host, cfg.DNS.Zone,
+			portOf(reg.Addr()), portOf(reg.Addr()))
+	})
+}
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
+}
+
+// serve runs the DNS server over the registry until ctx ends. started, if
+// set, is called once the DNS sockets are bound.
+func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started func(addr string)) error {
+	log := newLogger(cfg, stderr)
+	mode, err := registry.ParseHealthMode(cfg.Health.Mode)
+	if err != nil {
+		return fmt.Errorf("health.mode: %w", err)
+	}
+	strategy, err := balance.Parse(cfg.Balance.Strategy)
+	if err != nil {
+		return fmt.Errorf("balance.strategy: %w", err)
+	}
+	perService := map[string]balance.Strategy{}
+	for name, sb := range cfg.Balance.Services {
+		if perService[name], err = balance.Parse(sb.Strategy); err != nil {
+			return fmt.Errorf("balance.services.%s.strategy: %w", name, err)
+		}
+	}
+	ropts, err := redis.ParseURL(cfg.Redis.URL)
+	if err != nil {
+		return fmt.Errorf("redis.url %s: %w", config.RedactURL(cfg.Redis.URL), err)
+	}
+	// go-redis honours context deadlines on sockets only when asked to.
+	ropts.ContextTimeoutEnabled = true
+	ropts.DialTimeout = cfg.Redis.Timeout.Duration
+	ropts.ReadTimeout = cfg.Redis.Timeout.Duration
+	ropts.WriteTimeout = cfg.Redis.Timeout.Duration
+	client := redis.NewClient(ropts)
+	defer client.Close()
+	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
+
+	var view *registry.View
+	cat := regdns.NewCatalog(func() bool { return view.Synced() }, log.With().Str("component", "dns").Logger())
+	view = registry.NewView(registry.Options{
+		Client:         client,
+		DB:             ropts.DB,
+		Keys:           registry.Keys{Prefix: cfg.Redis.Prefix, HealthPrefix: cfg.Redis.HealthPrefix},
+		Mode:           mode,
+		KeyspaceEvents: cfg.Redis.KeyspaceEvents,
+		MaxAge:         cfg.Cache.MaxAge.Duration,
+		PollInterval:   cfg.Cache.PollInterval.Duration,
+		Timeout:        cfg.Redis.Timeout.Duration,
+		OnChange:       cat.Update,
+		Logger:         log.With().Str("component", "registry").Logger(),
+	})
+	var nsAddrs []netip.Addr
+	if ap, err := netip.ParseAddrPort(cfg.DNS.Listen); err == nil && !ap.Addr().IsUnspecified() {
+		nsAddrs = append(nsAddrs, ap.Addr())
+	}
+	handler := regdns.NewHandler(cat, regdns.Options{
+		Zone:        cfg.DNS.Zone,
+		TTL:         seconds(cfg.DNS.TTL.Duration),
+		NegativeTTL: seconds(cfg.DNS.NegativeTTL.Duration),
+		Strategy:    strategy,
+		Strategies:  perService,
+		NS:          cfg.DNS.NS,
+		NSAddrs:     nsAddrs,
+		MaxUDPSize:  uint16(cfg.DNS.MaxUDPSize),
+	})
+	srv := regdns.NewServer(regdns.ServerOptions{Addr: cfg.DNS.Listen, Handler: handler})
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	log.Info().Str("zone", handler.Zone()).Str("listen", srv.Addr()).
+		Str("redis", config.RedactURL(cfg.Redis.URL)).Str("health_mode", mode.String()).
+		Str("strategy", strategy.String()).Msg("regdns serving (udp+tcp)")
+	if started != nil {
+		started(srv.Addr())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return view.Run(gctx) })
+	g.Go(func() error {
+		select {
+		case <-gctx.Done():
+			return nil
+		case err := <-srv.Err():
+			return fmt.Errorf("dns server: %w", err)
+		}
+	})
+	runErr := g.Wait()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn().Err(err).Msg("dns shutdown")
+	}
+	log.Info().Msg("regdns stopped")
+	return runErr
+}
+
+func seconds(d time.Duration) uint32 { return uint32(max(d.Round(time.Second)/time.Second, 1)) }
+
+func newLogger(cfg config.Config, w io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(cfg.Log.Level)
+	if err != nil || cfg.Log.Level == "" {
+		level = zerolog.InfoLevel
+	}
+	if cfg.Log.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// redisLogger sends go-redis's internal messages (reconnect attempts) to
+// zerolog at debug level, instead of the standard logger.
+type redisLogger struct{ log zerolog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug().Msgf(format, v...)
+}

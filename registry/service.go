@@ -1,0 +1,22 @@
+package registry
+
+// Service is an immutable snapshot of one service as the view sees it.
+// Consumers must not modify it; the view replaces it whole on every change.
+type Service struct {
+	Name string
+	// Instances are every live instance (instance key present and valid),
+	// sorted by id.
+	Instances []Instance
+	// Serving are the instances the health mode serves, sorted by id.
+	Serving []Instance
+}
+
+// Instance returns the live instance with the given id.
+func (s *Service) Instance(id string) (*Instance, bool) {
+	for i := range s.Instances {
+		if s.Instances[i].ID == id {
+			return &s.Instances[i], true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,265 @@
+package registry
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+)
+
+// Options configure a View. Zero values take the documented defaults.
+type Options struct {
+	// Client reads the registry: a *redis.Client (standalone, Sentinel) or a
+	// *redis.ClusterClient.
+	Client redis.UniversalClient
+	// DB is the database number, needed to name keyspace notification channels.
+	DB int
+	// Keys is the key layout (default DefaultKeys()).
+	Keys Keys
+	// Mode decides which health statuses are served (default ModeHealthy).
+	Mode HealthMode
+	// KeyspaceEvents turns Redis keyspace notifications on with CONFIG SET
+	// when they are off. When Redis refuses, the view logs one warning and
+	// polls every PollInterval instead.
+	KeyspaceEvents bool
+	// MaxAge is how often every service is re-read in full, because push
+	// events can be lost (default 30s).
+	MaxAge time.Duration
+	// PollInterval is the full re-read period when keyspace notifications are
+	// unavailable (default 2s).
+	PollInterval time.Duration
+	// Timeout bounds every Redis call the view makes (default 2s).
+	Timeout time.Duration
+	// OnChange is called, from the view's own goroutine, after a service
+	// changed; svc is nil when the service no longer exists. It must not block.
+	OnChange func(name string, svc *Service)
+	// Logger receives warnings about malformed data and Redis trouble.
+	Logger zerolog.Logger
+	// Now is the clock (default time.Now); tests replace it.
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.Keys == (Keys{}) {
+		o.Keys = DefaultKeys()
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = 30 * time.Second
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 2 * time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.OnChange == nil {
+		o.OnChange = func(string, *Service) {}
+	}
+}
+
+// View is the in-memory view of the registry. Its state is owned by the
+// goroutine running [View.Run]; readers get immutable snapshots.
+type View struct {
+	opts  Options
+	store *Store
+	log   zerolog.Logger
+
+	synced atomic.Bool
+	// mu guards snaps, the published snapshots read by other goroutines.
+	mu    sync.RWMutex
+	snaps map[string]*Service
+
+	// Owned by the Run goroutine.
+	services map[string]*serviceState
+	expiry   expiryQueue
+	warned   map[string]string // redis key -> last reason logged
+}
+
+type serviceState struct {
+	entries map[string]*entryState // by instance id: every member of the set
+	snap    *Service
+}
+
+// entryState is one member of a service set.
+type entryState struct {
+	inst    Instance
+	present bool   // instance key exists and decodes
+	bad     string // why the key is not served, when it exists but is malformed
+	// expires is when the instance key's TTL runs out, as far as we know;
+	// heartbeats move it. lease is the writer's TTL, learned from PTTL.
+	expires time.Time
+	lease   time.Duration
+	// lastSeen is when the last heartbeat (a write to the known key) was
+	// seen; zero when none was seen since the key was read.
+	lastSeen time.Time
+	// healthExpires is when the health key's TTL runs out.
+	healthExpires time.Time
+}
+
+// NewView returns a view over the registry. Call Run to fill it.
+func NewView(opts Options) *View {
+	opts.setDefaults()
+	return &View{
+		opts:     opts,
+		store:    NewStore(opts.Client, opts.Keys),
+		log:      opts.Logger,
+		snaps:    map[string]*Service{},
+		services: map[string]*serviceState{},
+		warned:   map[string]string{},
+	}
+}
+
+// Synced reports whether the view reflects Redis: the last full sync
+// succeeded and Redis has answered since. While false, a name the view does
+// not know may exist.
+func (v *View) Synced() bool { return v.synced.Load() }
+
+// Service returns the current snapshot of a service.
+func (v *View) Service(name string) (*Service, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	s, ok := v.snaps[name]
+	return s, ok
+}
+
+// Services returns the names of every known service, sorted.
+func (v *View) Services() []string {
+	v.mu.RLock()
+	names := make([]string, 0, len(v.snaps))
+	for n := range v.snaps {
+		names = append(names, n)
+	}
+	v.mu.RUnlock()
+	slices.Sort(names)
+	return names
+}
+
+// apply replaces the entries of one member from what Redis returned.
+// readAt is when the reply arrived, so TTL deadlines are never early by more
+// than a round trip.
+func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time) {
+	es := &entryState{inst: Instance{Service: service, ID: e.ID}}
+	if old, ok := st.entries[e.ID]; ok {
+		es.lease = old.lease
+	}
+	key := v.opts.Keys.Instance(service, e.ID)
+	switch {
+	case e.WrongType:
+		es.bad = "instance key is not a string"
+	case e.Data != nil:
+		inst, err := DecodeInstance(service, e.ID, e.Data)
+		if err != nil {
+			es.bad = err.Error()
+		} else {
+			es.inst, es.present = inst, true
+		}
+	}
+	v.warnOnce(key, es.bad)
+	if es.present && e.TTL > 0 {
+		es.expires = readAt.Add(e.TTL)
+		es.lease = max(es.lease, ceilSecond(e.TTL))
+		v.expiry.push(expiryItem{at: es.expires, service: service, id: e.ID})
+	}
+	if e.HealthData != nil {
+		h, err := DecodeHealth(e.HealthData)
+		hkey := v.opts.Keys.Health(service, e.ID)
+		if err != nil {
+			v.warnOnce(hkey, err.Error())
+		} else {
+			v.warnOnce(hkey, "")
+			es.inst.Health = h
+		}
+		if e.HealthTTL > 0 {
+			es.healthExpires = readAt.Add(e.HealthTTL)
+			v.expiry.push(expiryItem{at: es.healthExpires, service: service, id: e.ID, health: true})
+		}
+	}
+	st.entries[e.ID] = es
+}
+
+// ceilSecond rounds d up to whole seconds: writers set TTLs in seconds
+// (SETEX), and a lease guessed short only costs an early TTL check.
+func ceilSecond(d time.Duration) time.Duration {
+	return (d + time.Second - 1).Truncate(time.Second)
+}
+
+// warnOnce logs why key is not served, once per distinct reason.
+func (v *View) warnOnce(key, reason string) {
+	if reason == "" {
+		delete(v.warned, key)
+		return
+	}
+	if v.warned[key] == reason {
+		return
+	}
+	v.warned[key] = reason
+	v.log.Warn().Str("key", key).Str("reason", reason).Msg("skipping malformed registry entry")
+}
+
+// publish rebuilds the snapshot of service and reports it when it answers
+// differently from the last one. A service with no set members is gone.
+func (v *View) publish(service string) {
+	st := v.services[service]
+	if st == nil || len(st.entries) == 0 {
+		if st != nil || v.hasSnap(service) {
+			delete(v.services, service)
+			v.mu.Lock()
+			delete(v.snaps, service)
+			v.mu.Unlock()
+			v.opts.OnChange(service, nil)
+		}
+		return
+	}
+	snap := &Service{Name: service}
+	for _, es := range st.entries {
+		if es.present {
+			snap.Instances = append(snap.Instances, es.inst)
+		}
+	}
+	slices.SortFunc(snap.Instances, func(a, b Instance) int { return cmp.Compare(a.ID, b.ID) })
+	for _, in := range snap.Instances {
+		if v.opts.Mode.Serves(in.Health.Status) {
+			snap.Serving = append(snap.Serving, in)
+		}
+	}
+	if st.snap != nil && sameService(st.snap, snap) {
+		return
+	}
+	st.snap = snap
+	v.mu.Lock()
+	v.snaps[service] = snap
+	v.mu.Unlock()
+	v.opts.OnChange(service, snap)
+}
+
+func (v *View) hasSnap(service string) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	_, ok := v.snaps[service]
+	return ok
+}
+
+func sameService(a, b *Service) bool {
+	if len(a.Instances) != len(b.Instances) || len(a.Serving) != len(b.Serving) {
+		return false
+	}
+	for i := range a.Instances {
+		if !a.Instances[i].sameServing(&b.Instances[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// ctx returns a context bounded by the configured Redis timeout.
+func (v *View) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, v.opts.Timeout)
+}

@@ -1,0 +1,542 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Run fills the view and keeps it current until ctx ends. It subscribes to
+// the registry's event channels and to keyspace notifications, re-reads
+// everything after every (re)subscription and every MaxAge, and removes
+// instances whose TTL ran out without waiting for Redis's lazy "expired"
+// event. Redis outages never empty the view: it keeps the last snapshots and
+// reports Synced() == false until a full re-read succeeds.
+func (v *View) Run(ctx context.Context) error {
+	keyspace := fmt.Sprintf("__keyspace@%d__:", v.opts.DB)
+	patterns := []string{
+		v.opts.Keys.EventsPattern(),
+		keyspace + v.opts.Keys.SetPattern(),
+		keyspace + v.opts.Keys.HealthPattern(),
+	}
+	ps := v.opts.Client.PSubscribe(ctx, patterns...)
+	defer ps.Close()
+	msgs := ps.ChannelWithSubscriptions(
+		redis.WithChannelSize(10000),
+		// A dead subscription is found by its pings, and go-redis then
+		// reconnects and resubscribes; the *Subscription messages that follow
+		// tell us to re-read what we may have missed.
+		redis.WithChannelHealthCheckInterval(time.Second),
+	)
+	w := &watcher{v: v, keyspacePrefix: keyspace, patterns: len(patterns)}
+	return w.loop(ctx, msgs)
+}
+
+// watcher is the state of one Run: everything here is touched only by the
+// Run goroutine.
+type watcher struct {
+	v              *View
+	keyspacePrefix string
+	patterns       int
+	// polling is set while keyspace notifications are unavailable.
+	polling    bool
+	pollWarned bool
+	// failures counts consecutive failed full syncs, for backoff.
+	failures int
+	// subscribed counts complete (re)subscriptions seen.
+	subscribed int
+}
+
+func (w *watcher) loop(ctx context.Context, msgs <-chan any) error {
+	v := w.v
+	expiryTimer := time.NewTimer(time.Hour)
+	defer expiryTimer.Stop()
+	retry := time.NewTimer(0) // the first full sync runs at once
+	defer retry.Stop()
+	maxAge := time.NewTicker(v.opts.MaxAge)
+	defer maxAge.Stop()
+	poll := time.NewTicker(v.opts.PollInterval)
+	defer poll.Stop()
+	ping := time.NewTicker(time.Second)
+	defer ping.Stop()
+
+	for {
+		w.armExpiry(expiryTimer)
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-msgs:
+			if !ok {
+				return nil
+			}
+			w.handle(ctx, m, retry)
+		case <-expiryTimer.C:
+			w.expire(ctx)
+		case <-retry.C:
+			w.resync(ctx, retry)
+		case <-maxAge.C:
+			w.resync(ctx, retry)
+		case <-poll.C:
+			if w.polling {
+				w.resync(ctx, retry)
+			}
+		case <-ping.C:
+			w.ping(ctx, retry)
+		}
+	}
+}
+
+// armExpiry points the timer at the earliest TTL deadline.
+func (w *watcher) armExpiry(t *time.Timer) {
+	at, ok := w.v.expiry.next()
+	d := time.Hour
+	if ok {
+		d = max(at.Sub(w.v.opts.Now()), 0)
+	}
+	t.Reset(d)
+}
+
+// markDirty records that the view may have missed a change: it is out of
+// sync until the next full re-read, which is scheduled with backoff.
+func (w *watcher) markDirty(retry *time.Timer, err error) {
+	v := w.v
+	if v.synced.Swap(false) {
+		v.log.Warn().Err(err).Msg("registry unreachable: serving the last view until Redis answers")
+	}
+	w.failures++
+	// Capped exponential backoff with jitter: 100ms, 200ms, ... 5s.
+	d := min(100*time.Millisecond<<min(w.failures-1, 6), 5*time.Second)
+	d = d/2 + rand.N(d/2+1)
+	retry.Reset(d)
+}
+
+func (w *watcher) ping(ctx context.Context, retry *time.Timer) {
+	if w.failures > 0 {
+		return // a re-read is already scheduled
+	}
+	cctx, cancel := w.v.ctx(ctx)
+	defer cancel()
+	if err := w.v.store.Ping(cctx); err != nil && ctx.Err() == nil {
+		w.markDirty(retry, fmt.Errorf("ping: %w", err))
+	}
+}
+
+// resync re-reads every service and replaces what changed.
+func (w *watcher) resync(ctx context.Context, retry *time.Timer) {
+	v := w.v
+	if v.opts.KeyspaceEvents {
+		w.ensureKeyspaceEvents(ctx)
+	} else {
+		w.polling = true
+	}
+	start := v.opts.Now()
+	n, err := w.readAll(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.markDirty(retry, err)
+		}
+		return
+	}
+	if w.failures > 0 || !v.synced.Load() {
+		v.log.Info().Int("services", n).Dur("took", v.opts.Now().Sub(start)).Msg("registry in sync")
+	}
+	w.failures = 0
+	retry.Stop()
+	v.synced.Store(true)
+}
+
+func (w *watcher) readAll(ctx context.Context) (int, error) {
+	v := w.v
+	// A full read of a large registry takes longer than one command.
+	cctx, cancel := context.WithTimeout(ctx, 10*v.opts.Timeout)
+	defer cancel()
+	names, err := v.store.ServiceNames(cctx)
+	if err != nil {
+		return 0, err
+	}
+	all, skipped, err := v.store.Snapshot(cctx, names)
+	if err != nil {
+		return 0, err
+	}
+	readAt := v.opts.Now()
+	for name, err := range skipped {
+		v.warnOnce(v.opts.Keys.Set(name), err.Error())
+	}
+	for name := range v.services {
+		if _, ok := all[name]; !ok {
+			delete(v.services, name)
+			v.publish(name)
+		}
+	}
+	for name, entries := range all {
+		st := &serviceState{entries: make(map[string]*entryState, len(entries))}
+		if old := v.services[name]; old != nil {
+			st.snap = old.snap
+			// Keep what heartbeats taught us about the lease.
+			for _, e := range entries {
+				if oe, ok := old.entries[e.ID]; ok {
+					st.entries[e.ID] = &entryState{lease: oe.lease}
+				}
+			}
+		}
+		for _, e := range entries {
+			v.apply(name, st, e, readAt)
+		}
+		v.services[name] = st
+		v.publish(name)
+	}
+	return len(all), nil
+}
+
+// ensureKeyspaceEvents turns on the keyspace notifications the view needs
+// (K: keyspace channel; g: del/expire; $: string set; s: set commands;
+// x: expired). Redis forgets them on restart, so this runs on every resync.
+func (w *watcher) ensureKeyspaceEvents(ctx context.Context) {
+	v := w.v
+	cctx, cancel := v.ctx(ctx)
+	defer cancel()
+	err := enableKeyspaceEvents(cctx, v.opts.Client)
+	if err == nil {
+		if w.polling {
+			v.log.Info().Msg("keyspace notifications on: push invalidation restored")
+		}
+		w.polling, w.pollWarned = false, false
+		return
+	}
+	w.polling = true
+	if !w.pollWarned && ctx.Err() == nil {
+		w.pollWarned = true
+		v.log.Warn().Err(err).Dur("poll_interval", v.opts.PollInterval).
+			Msg("cannot enable Redis keyspace notifications (notify-keyspace-events); health changes and expiries are found by polling")
+	}
+}
+
+func enableKeyspaceEvents(ctx context.Context, c redis.UniversalClient) error {
+	cur, err := c.ConfigGet(ctx, "notify-keyspace-events").Result()
+	if err != nil {
+		return fmt.Errorf("read notify-keyspace-events: %w", err)
+	}
+	flags := cur["notify-keyspace-events"]
+	want := flags
+	if !strings.Contains(want, "K") {
+		want += "K"
+	}
+	for _, f := range "g$sx" {
+		if !strings.ContainsRune(want, f) && !strings.ContainsRune(want, 'A') {
+			want += string(f)
+		}
+	}
+	if want == flags {
+		return nil
+	}
+	if err := c.ConfigSet(ctx, "notify-keyspace-events", want).Err(); err != nil {
+		return fmt.Errorf("set notify-keyspace-events %q: %w", want, err)
+	}
+	return nil
+}
+
+// handle applies one message from the subscription.
+func (w *watcher) handle(ctx context.Context, m any, retry *time.Timer) {
+	v := w.v
+	switch m := m.(type) {
+	case *redis.Subscription:
+		if m.Count < w.patterns {
+			return
+		}
+		w.subscribed++
+		// The first subscription was made before the first full read; every
+		// later one follows a reconnect, and events may have been lost.
+		if w.subscribed > 1 || !v.synced.Load() {
+			w.resync(ctx, retry)
+		}
+	case *redis.Message:
+		var err error
+		if key, ok := strings.CutPrefix(m.Channel, w.keyspacePrefix); ok {
+			err = w.keyspaceEvent(ctx, key, m.Payload)
+		} else if svc, ok := v.opts.Keys.ServiceOfChannel(m.Channel); ok {
+			err = w.registryEvent(ctx, svc, m.Payload)
+		}
+		if err != nil && ctx.Err() == nil {
+			w.markDirty(retry, err)
+		}
+	}
+}
+
+// registryEvent handles a message on services:<name>:events.
+func (w *watcher) registryEvent(ctx context.Context, service, payload string) error {
+	var ev struct {
+		Event      string `json:"event"`
+		InstanceID string `json:"instance_id"`
+	}
+	if err := json.Unmarshal([]byte(payload), &ev); err != nil || ev.InstanceID == "" {
+		return w.refreshMembers(ctx, service) // unknown shape: re-read the set
+	}
+	st := w.v.services[service]
+	switch ev.Event {
+	case "registered":
+		if st != nil {
+			if es, ok := st.entries[ev.InstanceID]; ok && es.present {
+				return nil // already seen through keyspace notifications
+			}
+		}
+		return w.readEntries(ctx, service, []string{ev.InstanceID})
+	case "deregistered":
+		if st != nil {
+			delete(st.entries, ev.InstanceID)
+			w.v.publish(service)
+		}
+		return nil
+	case "health_changed":
+		return w.readHealth(ctx, service, ev.InstanceID)
+	}
+	return w.refreshMembers(ctx, service)
+}
+
+// keyspaceEvent handles a keyspace notification: key changed by op.
+func (w *watcher) keyspaceEvent(ctx context.Context, key, op string) error {
+	v := w.v
+	kind, service, id := v.opts.Keys.Parse(key)
+	switch kind {
+	case KindSet:
+		return w.refreshMembers(ctx, service)
+	case KindInstance:
+		st := v.services[service]
+		var es *entryState
+		if st != nil {
+			es = st.entries[id]
+		}
+		switch op {
+		case "set", "expire":
+			if es == nil {
+				return nil // not (yet) a member: the SADD that follows reads it
+			}
+			if es.present && es.lease > 0 {
+				// A heartbeat: same document, new TTL. No read, no change.
+				now := v.opts.Now()
+				es.lastSeen = now
+				es.expires = now.Add(es.lease)
+				v.expiry.push(expiryItem{at: es.expires, service: service, id: id})
+				return nil
+			}
+			return w.readEntries(ctx, service, []string{id})
+		case "del", "expired", "evicted", "rename_from":
+			if es != nil && es.present {
+				es.present = false
+				v.publish(service)
+			}
+			return nil
+		}
+		return w.readEntries(ctx, service, []string{id})
+	case KindHealth:
+		st := v.services[service]
+		if st == nil || st.entries[id] == nil {
+			return nil // health of an instance we do not serve
+		}
+		if op == "del" || op == "expired" || op == "evicted" {
+			w.setHealth(service, id, Health{}, time.Time{})
+			return nil
+		}
+		return w.readHealth(ctx, service, id)
+	}
+	return nil
+}
+
+// refreshMembers re-reads the set of service and reads only the members that
+// are new: at most two round trips.
+func (w *watcher) refreshMembers(ctx context.Context, service string) error {
+	v := w.v
+	cctx, cancel := v.ctx(ctx)
+	defer cancel()
+	ids, err := v.store.Members(cctx, service)
+	if errors.Is(err, ErrMalformed) {
+		v.warnOnce(v.opts.Keys.Set(service), err.Error())
+		ids, err = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	st := v.services[service]
+	if st == nil {
+		st = &serviceState{entries: map[string]*entryState{}}
+		v.services[service] = st
+	}
+	member := make(map[string]bool, len(ids))
+	var fresh []string
+	for _, id := range ids {
+		member[id] = true
+		if _, ok := st.entries[id]; !ok {
+			fresh = append(fresh, id)
+		}
+	}
+	for id := range st.entries {
+		if !member[id] {
+			delete(st.entries, id)
+		}
+	}
+	if len(fresh) == 0 {
+		v.publish(service)
+		return nil
+	}
+	return w.readEntries(ctx, service, fresh)
+}
+
+// readEntries reads the given members of service in one round trip.
+func (w *watcher) readEntries(ctx context.Context, service string, ids []string) error {
+	v := w.v
+	cctx, cancel := v.ctx(ctx)
+	defer cancel()
+	entries, err := v.store.Entries(cctx, service, ids)
+	if err != nil {
+		return err
+	}
+	readAt := v.opts.Now()
+	st := v.services[service]
+	if st == nil {
+		st = &serviceState{entries: map[string]*entryState{}}
+		v.services[service] = st
+	}
+	for _, e := range entries {
+		v.apply(service, st, e, readAt)
+	}
+	v.publish(service)
+	return nil
+}
+
+func (w *watcher) readHealth(ctx context.Context, service, id string) error {
+	v := w.v
+	cctx, cancel := v.ctx(ctx)
+	defer cancel()
+	data, ttl, err := v.store.Health(cctx, service, id)
+	if err != nil {
+		return err
+	}
+	var h Health
+	hkey := v.opts.Keys.Health(service, id)
+	if data != nil {
+		if h, err = DecodeHealth(data); err != nil {
+			v.warnOnce(hkey, err.Error())
+		} else {
+			v.warnOnce(hkey, "")
+		}
+	}
+	var expires time.Time
+	if ttl > 0 {
+		expires = v.opts.Now().Add(ttl)
+	}
+	w.setHealth(service, id, h, expires)
+	return nil
+}
+
+func (w *watcher) setHealth(service, id string, h Health, expires time.Time) {
+	v := w.v
+	st := v.services[service]
+	if st == nil {
+		return
+	}
+	es := st.entries[id]
+	if es == nil {
+		return
+	}
+	es.inst.Health = h
+	es.healthExpires = expires
+	if !expires.IsZero() {
+		v.expiry.push(expiryItem{at: expires, service: service, id: id, health: true})
+	}
+	v.publish(service)
+}
+
+// expire handles TTL deadlines that came due. Redis deletes expired keys
+// lazily and its "expired" event can lag, so the view asks for the TTL of
+// each due key (PTTL makes Redis expire it on access) instead of waiting.
+// A heartbeat moves the deadline without a read, so this costs commands only
+// when a key really runs out, or when a lease was guessed short.
+func (w *watcher) expire(ctx context.Context) {
+	v := w.v
+	now := v.opts.Now()
+	var due []expiryItem
+	for _, it := range v.expiry.popDue(now) {
+		es := w.entry(it.service, it.id)
+		if es == nil {
+			continue
+		}
+		if (it.health && it.at.Equal(es.healthExpires)) || (!it.health && es.present && it.at.Equal(es.expires)) {
+			due = append(due, it)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	keys := make([]string, len(due))
+	for i, it := range due {
+		if it.health {
+			keys[i] = v.opts.Keys.Health(it.service, it.id)
+		} else {
+			keys[i] = v.opts.Keys.Instance(it.service, it.id)
+		}
+	}
+	cctx, cancel := v.ctx(ctx)
+	defer cancel()
+	ttls, err := v.store.TTLs(cctx, keys)
+	if err != nil {
+		// Redis is away: keep serving what we have (stale, not wrong) and
+		// look again shortly.
+		for _, it := range due {
+			it.at = now.Add(time.Second)
+			w.setDeadline(it)
+		}
+		return
+	}
+	now = v.opts.Now()
+	changed := map[string]bool{}
+	for i, it := range due {
+		es := w.entry(it.service, it.id)
+		switch ttl := ttls[i]; {
+		case ttl < 0: // gone
+			if it.health {
+				es.inst.Health, es.healthExpires = Health{}, time.Time{}
+			} else {
+				es.present, es.expires = false, time.Time{}
+			}
+			changed[it.service] = true
+		case ttl == 0: // persisted: no deadline any more
+			if it.health {
+				es.healthExpires = time.Time{}
+			} else {
+				es.expires = time.Time{}
+			}
+		default: // renewed by a write we did not see (or a lease guessed short)
+			if !it.health && !es.lastSeen.IsZero() {
+				es.lease = ceilSecond(now.Sub(es.lastSeen) + ttl)
+			}
+			it.at = now.Add(ttl)
+			w.setDeadline(it)
+		}
+	}
+	for svc := range changed {
+		v.publish(svc)
+	}
+}
+
+func (w *watcher) setDeadline(it expiryItem) {
+	es := w.entry(it.service, it.id)
+	if it.health {
+		es.healthExpires = it.at
+	} else {
+		es.expires = it.at
+	}
+	w.v.expiry.push(it)
+}
+
+func (w *watcher) entry(service, id string) *entryState {
+	st := w.v.services[service]
+	if st == nil {
+		return nil
+	}
+	return st.entries[id]
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need and is not there yet:
+#   redis-server   real Redis for internal/redistest
+#   python3-redis  redis-py for Debian's /usr/bin/python3, which runs the
+#                  reference writer internal/redistest/refwriter.py
+#   bind9-dnsutils dig, for end-to-end DNS checks
+# Silent, and touching nothing, when everything is present.
+set -euo pipefail
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+/usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || missing+=(python3-redis)
+command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+
+if [ "${#missing[@]}" -eq 0 ]; then
+	exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "install-test-deps: missing ${missing[*]}, and no apt-get to install them; install them by hand" >&2
+	exit 1
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+	if ! command -v sudo >/dev/null 2>&1; then
+		echo "install-test-deps: missing ${missing[*]}; not root and no sudo, install them by hand" >&2
+		exit 1
+	fi
+	sudo=(sudo)
+fi
+
+echo "install-test-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# sudo resets the environment, so pass DEBIAN_FRONTEND through env.
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
