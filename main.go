@@ -158,7 +158,7 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	reg, err := devredis.Start(ctx, devredis.Options{
-		Addr: *redisListen, Logger: log, Keys: registry.Keys{Prefix: cfg.Redis.Prefix, HealthPrefix: cfg.Redis.HealthPrefix},
+		Addr: *redisListen, Logger: log, Keys: keysOf(cfg),
 	})
 	if err != nil {
 		return err
@@ -205,25 +205,18 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 			return fmt.Errorf("balance.services.%s.strategy: %w", name, err)
 		}
 	}
-	ropts, err := redis.ParseURL(cfg.Redis.URL)
+	client, ropts, err := newRedisClient(cfg, log)
 	if err != nil {
-		return fmt.Errorf("redis.url %s: %w", config.RedactURL(cfg.Redis.URL), err)
+		return err
 	}
-	// go-redis honours context deadlines on sockets only when asked to.
-	ropts.ContextTimeoutEnabled = true
-	ropts.DialTimeout = cfg.Redis.Timeout.Duration
-	ropts.ReadTimeout = cfg.Redis.Timeout.Duration
-	ropts.WriteTimeout = cfg.Redis.Timeout.Duration
-	client := redis.NewClient(ropts)
 	defer client.Close()
-	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
 
 	var view *registry.View
 	cat := regdns.NewCatalog(func() bool { return view.Synced() }, log.With().Str("component", "dns").Logger())
 	view = registry.NewView(registry.Options{
 		Client:         client,
 		DB:             ropts.DB,
-		Keys:           registry.Keys{Prefix: cfg.Redis.Prefix, HealthPrefix: cfg.Redis.HealthPrefix},
+		Keys:           keysOf(cfg),
 		Mode:           mode,
 		KeyspaceEvents: cfg.Redis.KeyspaceEvents,
 		MaxAge:         cfg.Cache.MaxAge.Duration,
@@ -275,6 +268,27 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 	}
 	log.Info().Msg("regdns stopped")
 	return runErr
+}
+
+// newRedisClient connects to cfg.Redis.URL with every call bounded by
+// redis.timeout. Every subcommand that talks to Redis uses it.
+func newRedisClient(cfg config.Config, log zerolog.Logger) (*redis.Client, *redis.Options, error) {
+	ropts, err := redis.ParseURL(cfg.Redis.URL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis.url %s: %w", config.RedactURL(cfg.Redis.URL), err)
+	}
+	// go-redis honours context deadlines on sockets only when asked to.
+	ropts.ContextTimeoutEnabled = true
+	ropts.DialTimeout = cfg.Redis.Timeout.Duration
+	ropts.ReadTimeout = cfg.Redis.Timeout.Duration
+	ropts.WriteTimeout = cfg.Redis.Timeout.Duration
+	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
+	return redis.NewClient(ropts), ropts, nil
+}
+
+// keysOf is the registry key layout the configuration names.
+func keysOf(cfg config.Config) registry.Keys {
+	return registry.Keys{Prefix: cfg.Redis.Prefix, HealthPrefix: cfg.Redis.HealthPrefix}
 }
 
 func seconds(d time.Duration) uint32 { return uint32(max(d.Round(time.Second)/time.Second, 1)) }

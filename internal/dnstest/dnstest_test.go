@@ -21,6 +21,8 @@ type fakeT struct {
 
 func (f *fakeT) Helper() {}
 
+func (f *fakeT) Name() string { return "fake" }
+
 func (f *fakeT) Errorf(format string, args ...any) {
 	f.errors = append(f.errors, fmt.Sprintf(format, args...))
 }
@@ -35,7 +37,7 @@ func TestCaseMsg(t *testing.T) {
 	require.Nil(t, m.IsEdns0())
 
 	m = Case{Qname: "a.example.org.", Qtype: dns.TypeA, Qclass: dns.ClassCHAOS, Do: true}.Msg()
-	require.Equal(t, dns.ClassCHAOS, m.Question[0].Qclass)
+	require.EqualValues(t, dns.ClassCHAOS, m.Question[0].Qclass)
 	require.NotNil(t, m.IsEdns0())
 	require.True(t, m.IsEdns0().Do())
 	require.EqualValues(t, DefaultUDPSize, m.IsEdns0().UDPSize())
