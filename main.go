@@ -86,11 +86,22 @@ func newFlags(name string, stderr io.Writer) *commonFlags {
 	fs.SetOutput(stderr)
 	f := &commonFlags{fs: fs, byName: map[string]string{}}
 	f.config = fs.String("config", "", "TOML config file (see config.example.toml)")
+	f.bind("log-level", "log.level", "debug, info, warn or error (default info)")
+	return f
+}
+
+// dnsFlags adds the flags of the commands that serve DNS.
+func (f *commonFlags) dnsFlags() *commonFlags {
 	f.bind("listen", "dns.listen", "DNS address, UDP and TCP (default 127.0.0.1:8053)")
 	f.bind("zone", "dns.zone", "zone served (default service.local)")
 	f.bind("strategy", "balance.strategy", "answer order: round_robin, weighted or random (default round_robin)")
 	f.bind("health-mode", "health.mode", "instances served: healthy, healthy_or_unknown or any (default healthy)")
-	f.bind("log-level", "log.level", "debug, info, warn or error (default info)")
+	return f
+}
+
+// redisFlag adds -redis, for the commands that talk to an external Redis.
+func (f *commonFlags) redisFlag() *commonFlags {
+	f.bind("redis", "redis.url", "Redis URL (default redis://127.0.0.1:6379/0)")
 	return f
 }
 
@@ -134,8 +145,7 @@ func (f *commonFlags) load(args []string, getenv func(string) string, preset map
 }
 
 func serveCmd(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	f := newFlags("serve", stderr)
-	f.bind("redis", "redis.url", "Redis URL (default redis://127.0.0.1:6379/0)")
+	f := newFlags("serve", stderr).dnsFlags().redisFlag()
 	cfg, err := f.load(args, getenv, nil)
 	if err != nil {
 		return err
@@ -144,7 +154,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 func devCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	f := newFlags("dev", stderr)
+	f := newFlags("dev", stderr).dnsFlags()
 	redisListen := f.fs.String("redis-listen", "127.0.0.1:6380", "address of the embedded registry (Redis protocol)")
 	// The embedded registry has no keyspace notifications, and services
 	// registered by hand have no health checker: serve unknown health too.
