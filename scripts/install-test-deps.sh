@@ -4,6 +4,8 @@
 #   python3-redis  redis-py for Debian's /usr/bin/python3, which runs the
 #                  reference writer internal/redistest/refwriter.py
 #   bind9-dnsutils dig, for end-to-end DNS checks
+#   knot-dnsutils  kdig, for the TCP/EDNS/+nsid/+cookie interoperability tests
+#   unbound        a real recursive resolver with a stub-zone pointing at regdns
 # Silent, and touching nothing, when everything is present.
 set -euo pipefail
 
@@ -11,6 +13,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 /usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || missing+=(python3-redis)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+command -v kdig >/dev/null 2>&1 || missing+=(knot-dnsutils)
+command -v unbound >/dev/null 2>&1 || [ -x /usr/sbin/unbound ] || missing+=(unbound)
 
 if [ "${#missing[@]}" -eq 0 ]; then
 	exit 0
