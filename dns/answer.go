@@ -221,9 +221,21 @@ func (h *Handler) service(q dns.Question, s *service, proto string) (answer, err
 	switch q.Qtype {
 	case dns.TypeSRV, dns.TypeANY:
 		var a answer
+		type srvKey struct {
+			priority, weight, port uint16
+			target                 string
+		}
+		seen := make(map[srvKey]bool, len(order))
 		for _, i := range order {
 			in := picked[i]
 			target := h.target(s, in)
+			// Instances sharing a host name and port give the same record;
+			// an RRset holds it once (RFC 2181 5).
+			k := srvKey{in.Priority, in.Weight, in.Port, fold(target)}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
 			a.answer = append(a.answer, newSRV(q.Name, ttl, in.Priority, in.Weight, in.Port, target))
 			if !in.IsName() {
 				a.extra = append(a.extra, newAddr(target, ttl, in.Addr))

@@ -144,10 +144,16 @@ func (c *Catalog) build(label, name string, snap *registry.Service, prev *servic
 			}
 			continue
 		}
+		// Ids that differ only in case share a DNS name: the smallest wins,
+		// as for service names, whatever the order of the snapshot.
+		if prev, ok := s.live[fold(in.ID)]; ok && prev.ID < in.ID {
+			continue
+		}
 		s.live[fold(in.ID)] = in
 	}
 	for i := range snap.Serving {
-		if in, ok := s.live[fold(snap.Serving[i].ID)]; ok {
+		// Only the instance that owns the name serves, and once.
+		if in, ok := s.live[fold(snap.Serving[i].ID)]; ok && in.ID == snap.Serving[i].ID {
 			s.serving = append(s.serving, in)
 		}
 	}

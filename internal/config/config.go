@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -198,7 +199,16 @@ func (c *Config) vars() []variable {
 		}
 	}
 	integer := func(p *int) func(string) error {
-		return func(s string) error { _, err := fmt.Sscan(s, p); return err }
+		// strconv, not fmt.Sscan: Sscan stops at the first non-digit, so
+		// "1e3" would silently be 1 and "1232abc" 1232.
+		return func(s string) error {
+			v, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil {
+				return err
+			}
+			*p = v
+			return nil
+		}
 	}
 	list := []struct {
 		key string
