@@ -346,9 +346,9 @@ func TestE2ERcodes(t *testing.T) {
 	}{
 		{"udp", "web.service.local.", dns.TypeA, dns.RcodeSuccess, true, false, 1},
 		{"tcp", "WeB.Service.Local.", dns.TypeA, dns.RcodeSuccess, true, false, 1},
-		{"udp", "web.service.local.", dns.TypeAAAA, dns.RcodeSuccess, true, true, 0},   // NODATA
-		{"udp", "web.service.local.", dns.TypeTXT, dns.RcodeSuccess, true, true, 0},    // NODATA
-		{"udp", "nope.service.local.", dns.TypeA, dns.RcodeNameError, true, true, 0},   // NXDOMAIN
+		{"udp", "web.service.local.", dns.TypeAAAA, dns.RcodeSuccess, true, true, 0}, // NODATA
+		{"udp", "web.service.local.", dns.TypeTXT, dns.RcodeSuccess, true, true, 0},  // NODATA
+		{"udp", "nope.service.local.", dns.TypeA, dns.RcodeNameError, true, true, 0}, // NXDOMAIN
 		{"tcp", "x.w1.web.service.local.", dns.TypeA, dns.RcodeNameError, true, true, 0},
 		{"udp", "w1.web.service.local.", dns.TypeA, dns.RcodeSuccess, true, false, 1},
 		{"udp", "service.local.", dns.TypeSOA, dns.RcodeSuccess, true, false, 1},
