@@ -22,8 +22,10 @@ var (
 
 // Options configure a Handler. Zero values take the documented defaults.
 type Options struct {
-	// Zone served (default "service.local.").
+	// Zone served from the handler's catalog (default "service.local.").
 	Zone string
+	// ExtraZones are further zones, each with its own catalog.
+	ExtraZones []Zone
 	// TTL of positive answers in seconds (default 5).
 	TTL uint32
 	// NegativeTTL is the SOA minimum: how long resolvers cache NXDOMAIN and
@@ -33,13 +35,23 @@ type Options struct {
 	Strategy balance.Strategy
 	// Strategies overrides Strategy per service (registry name).
 	Strategies map[string]balance.Strategy
-	// NS is the name server name of the zone (default "ns.<zone>").
+	// MaxAnswers caps the A/AAAA records of a service answer, chosen by the
+	// strategy, so they always fit a UDP reply (default 8; SRV answers are
+	// never cut: they set TC instead).
+	MaxAnswers int
+	// NS is the name server name of Zone (default "ns.<zone>").
 	NS string
 	// NSAddrs are the addresses of NS, answered as glue when NS is in the zone.
 	NSAddrs []netip.Addr
 	// MaxUDPSize caps the EDNS UDP payload size we accept and advertise
 	// (default 1232, the DNS flag day 2020 value).
 	MaxUDPSize uint16
+	// TransferFrom lists the client networks allowed AXFR/IXFR (over TCP);
+	// everyone else is REFUSED (default: nobody).
+	TransferFrom []netip.Prefix
+	// Forwarder, when set, answers names outside the zones for the clients
+	// it allows; without it such names are REFUSED.
+	Forwarder *Forwarder
 	// Rand is the random source of weighted and random orders (default math/rand/v2).
 	Rand balance.Rand
 }
@@ -48,17 +60,15 @@ func (o *Options) setDefaults() {
 	if o.Zone == "" {
 		o.Zone = "service.local."
 	}
-	o.Zone = dns.CanonicalName(o.Zone)
 	if o.TTL == 0 {
 		o.TTL = 5
 	}
 	if o.NegativeTTL == 0 {
 		o.NegativeTTL = 5
 	}
-	if o.NS == "" {
-		o.NS = "ns." + o.Zone
+	if o.MaxAnswers <= 0 {
+		o.MaxAnswers = 8
 	}
-	o.NS = dns.CanonicalName(o.NS)
 	if o.MaxUDPSize == 0 {
 		o.MaxUDPSize = 1232
 	}
@@ -71,49 +81,59 @@ type globalRand struct{}
 
 func (globalRand) IntN(n int) int { return rand.IntN(n) }
 
-// Handler answers queries for one zone from a Catalog. Answer is a pure
-// function of the request and the catalog, so it is table-tested without
-// sockets; ServeDNS adapts it to the wire.
+// Handler answers queries for its zones from their catalogs. Answer is a
+// pure function of the request and the catalogs, so it is table-tested
+// without sockets; ServeDNS adapts it to the wire.
 type Handler struct {
-	opts Options
-	cat  *Catalog
-	// nsLabel is the label of the NS name when it sits directly in the zone.
-	nsLabel string
+	opts  Options
+	cat   *Catalog // of the primary zone: logs and panics are reported there
+	zones []*zone
 }
 
-// NewHandler returns a Handler answering from cat.
+// NewHandler returns a Handler answering opts.Zone from cat, and every
+// ExtraZones entry from its own catalog.
 func NewHandler(cat *Catalog, opts Options) *Handler {
 	opts.setDefaults()
-	h := &Handler{opts: opts, cat: cat}
-	if labels, ok := splitRelative(opts.NS, opts.Zone); ok && len(labels) == 1 {
-		h.nsLabel = labels[0]
+	h := &Handler{opts: opts, cat: cat, zones: []*zone{newZone(opts.Zone, cat, opts.NS)}}
+	for _, z := range opts.ExtraZones {
+		h.zones = append(h.zones, newZone(z.Name, z.Catalog, ""))
 	}
 	return h
 }
 
-// Zone returns the zone served, fully qualified and lower case.
-func (h *Handler) Zone() string { return h.opts.Zone }
+// Zone returns the primary zone served, fully qualified and lower case.
+func (h *Handler) Zone() string { return h.zones[0].name }
 
 // answer is what a name resolves to, before it becomes a message.
 type answer struct {
 	answer, extra []dns.RR
 }
 
-// Answer builds the authoritative reply to a query with exactly one question.
-// It does not truncate: that depends on the transport (see ServeDNS).
+// Answer builds the authoritative reply to a query. It does not truncate,
+// add OPT or forward: that depends on the transport and the client (see
+// ServeDNS).
 func (h *Handler) Answer(r *dns.Msg) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(r)
-	if len(r.Question) != 1 {
+	switch {
+	case r.Opcode != dns.OpcodeQuery:
+		m.Rcode = dns.RcodeNotImplemented // RFC 1035 4.1.1
+		return m
+	case len(r.Question) != 1:
 		m.Rcode = dns.RcodeFormatError
 		return m
 	}
 	q := r.Question[0]
-	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
+	if q.Qclass != dns.ClassINET {
 		m.Rcode = dns.RcodeRefused
 		return m
 	}
-	a, err := h.resolve(q)
+	z, labels, ok := h.zoneOf(fold(q.Name))
+	if !ok {
+		m.Rcode = dns.RcodeRefused
+		return m
+	}
+	a, err := h.resolve(z, labels, q)
 	switch {
 	case errors.Is(err, errRefused):
 		m.Rcode = dns.RcodeRefused
@@ -126,71 +146,80 @@ func (h *Handler) Answer(r *dns.Msg) *dns.Msg {
 	switch {
 	case errors.Is(err, errNXDomain):
 		m.Rcode = dns.RcodeNameError
-		m.Ns = []dns.RR{h.soa()}
+		m.Ns = []dns.RR{h.soa(z)}
 	case errors.Is(err, errNoData) || len(a.answer) == 0:
-		m.Ns = []dns.RR{h.soa()}
+		m.Ns = []dns.RR{h.soa(z)}
 	default:
 		m.Answer, m.Extra = a.answer, a.extra
 	}
 	return m
 }
 
-func (h *Handler) soa() dns.RR {
-	return newSOA(h.opts.Zone, h.opts.NS, h.cat.Serial(), h.opts.NegativeTTL)
+func (h *Handler) soa(z *zone) dns.RR {
+	return newSOA(z.name, z.ns, z.cat.Serial(), h.opts.NegativeTTL)
 }
 
-// resolve dispatches on the shape of the name.
-func (h *Handler) resolve(q dns.Question) (answer, error) {
-	labels, ok := splitRelative(fold(q.Name), h.opts.Zone)
-	if !ok {
-		return answer{}, errRefused
+// resolve dispatches on the shape of the name below its zone.
+func (h *Handler) resolve(z *zone, labels []string, q dns.Question) (answer, error) {
+	switch q.Qtype {
+	case dns.TypeAXFR, dns.TypeIXFR:
+		return answer{}, errRefused // transfers are served by ServeDNS, over TCP, to allowed clients
 	}
+	a, err := h.lookup(z, labels, q)
+	if q.Qtype == dns.TypeANY && err == nil {
+		// RFC 8482: a small honest answer to ANY, never everything we have.
+		return answer{answer: []dns.RR{newHINFO(q.Name, h.opts.TTL)}}, nil
+	}
+	return a, err
+}
+
+func (h *Handler) lookup(z *zone, labels []string, q dns.Question) (answer, error) {
 	switch len(labels) {
 	case 0:
-		return h.apex(q)
+		return h.apex(z, q)
 	case 1:
-		if s, ok := h.cat.lookup(labels[0]); ok {
-			return h.service(q, s, "")
+		if s, ok := z.cat.lookup(labels[0]); ok {
+			return h.service(q, z, s, "")
 		}
 		if labels[0] == "_tcp" || labels[0] == "_udp" {
 			return answer{}, errNoData // empty non-terminal above _svc._tcp
 		}
-		if labels[0] == h.nsLabel && len(h.opts.NSAddrs) > 0 {
+		if labels[0] == z.nsLabel && z == h.zones[0] && len(h.opts.NSAddrs) > 0 {
 			return h.nsAddrs(q.Name, q.Qtype)
 		}
 	case 2:
 		if svc, ok := strings.CutPrefix(labels[0], "_"); ok && (labels[1] == "_tcp" || labels[1] == "_udp") {
-			if s, ok := h.cat.lookup(svc); ok {
-				return h.service(q, s, labels[1][1:])
+			if s, ok := z.cat.lookup(svc); ok {
+				return h.service(q, z, s, labels[1][1:])
 			}
 			break
 		}
-		if s, ok := h.cat.lookup(labels[1]); ok {
-			return h.instance(q, s, labels[0])
+		if s, ok := z.cat.lookup(labels[1]); ok {
+			if a, err := h.instance(q, s, labels[0]); !errors.Is(err, errNXDomain) || z.cat.Synced() {
+				return a, err
+			}
+			return answer{}, errNotSynced // an instance registered while we were away
 		}
 	default:
-		if _, ok := h.cat.lookup(labels[len(labels)-1]); ok {
+		if _, ok := z.cat.lookup(labels[len(labels)-1]); ok && z.cat.Synced() {
 			return answer{}, errNXDomain
 		}
 	}
-	if !h.cat.Synced() {
+	if !z.cat.Synced() {
 		return answer{}, errNotSynced
 	}
 	return answer{}, errNXDomain
 }
 
-func (h *Handler) apex(q dns.Question) (answer, error) {
+func (h *Handler) apex(z *zone, q dns.Question) (answer, error) {
 	switch q.Qtype {
-	case dns.TypeSOA:
-		return answer{answer: []dns.RR{h.soa()}}, nil
-	case dns.TypeNS, dns.TypeANY:
-		a := answer{answer: []dns.RR{newNS(q.Name, h.opts.TTL, h.opts.NS)}}
-		if q.Qtype == dns.TypeANY {
-			a.answer = append(a.answer, h.soa())
-		}
-		if h.nsLabel != "" {
+	case dns.TypeSOA, dns.TypeANY:
+		return answer{answer: []dns.RR{h.soa(z)}}, nil
+	case dns.TypeNS:
+		a := answer{answer: []dns.RR{newNS(q.Name, h.opts.TTL, z.ns)}}
+		if z.nsLabel != "" && z == h.zones[0] {
 			for _, addr := range h.opts.NSAddrs {
-				a.extra = append(a.extra, newAddr(h.opts.NS, h.opts.TTL, addr))
+				a.extra = append(a.extra, newAddr(z.ns, h.opts.TTL, addr))
 			}
 		}
 		return a, nil
@@ -209,34 +238,31 @@ func (h *Handler) nsAddrs(owner string, qtype uint16) (answer, error) {
 }
 
 // service answers <service>.<zone> (proto "") and _<service>._<proto>.<zone>.
-func (h *Handler) service(q dns.Question, s *service, proto string) (answer, error) {
+func (h *Handler) service(q dns.Question, z *zone, s *service, proto string) (answer, error) {
 	var picked []*registry.Instance
 	for _, in := range s.serving {
 		if proto == "" || protocol(in) == proto {
 			picked = append(picked, in)
 		}
 	}
-	order := h.order(s, picked)
 	ttl := h.opts.TTL
 	switch q.Qtype {
 	case dns.TypeSRV, dns.TypeANY:
+		order := h.order(s, picked)
 		var a answer
-		type srvKey struct {
-			priority, weight, port uint16
-			target                 string
-		}
-		seen := make(map[srvKey]bool, len(order))
+		seen := make(map[dns.SRV]bool, len(order))
 		for _, i := range order {
 			in := picked[i]
-			target := h.target(s, in)
-			// Instances sharing a host name and port give the same record;
-			// an RRset holds it once (RFC 2181 5).
-			k := srvKey{in.Priority, in.Weight, in.Port, fold(target)}
-			if seen[k] {
+			target := h.target(z, s, in)
+			srv := newSRV(q.Name, ttl, in.Priority, in.Weight, in.Port, target)
+			// Instances sharing host, port, priority and weight would repeat a
+			// record; an RRset holds no duplicates (RFC 2181 5).
+			if key := *srv; seen[key] {
 				continue
+			} else {
+				seen[key] = true
 			}
-			seen[k] = true
-			a.answer = append(a.answer, newSRV(q.Name, ttl, in.Priority, in.Weight, in.Port, target))
+			a.answer = append(a.answer, srv)
 			if !in.IsName() {
 				a.extra = append(a.extra, newAddr(target, ttl, in.Addr))
 			}
@@ -246,12 +272,21 @@ func (h *Handler) service(q dns.Question, s *service, proto string) (answer, err
 		if proto != "" {
 			return answer{}, errNoData
 		}
+		var family []*registry.Instance
+		for _, in := range picked {
+			if !in.IsName() && familyType(in.Addr) == q.Qtype {
+				family = append(family, in)
+			}
+		}
 		var a answer
-		seen := make(map[netip.Addr]bool, len(order))
-		for _, i := range order {
-			in := picked[i]
-			if in.IsName() || familyType(in.Addr) != q.Qtype || seen[in.Addr] {
+		seen := make(map[netip.Addr]bool, len(family))
+		for _, i := range h.order(s, family) {
+			in := family[i]
+			if seen[in.Addr] {
 				continue // an RRset holds no duplicates (RFC 2181 5)
+			}
+			if len(a.answer) == h.opts.MaxAnswers {
+				break // the strategy chose which: the first in its order
 			}
 			seen[in.Addr] = true
 			a.answer = append(a.answer, newAddr(q.Name, ttl, in.Addr))
@@ -263,11 +298,11 @@ func (h *Handler) service(q dns.Question, s *service, proto string) (answer, err
 
 // target is the SRV target of an instance: its own name in the zone, or its
 // host name when it registered one.
-func (h *Handler) target(s *service, in *registry.Instance) string {
+func (h *Handler) target(z *zone, s *service, in *registry.Instance) string {
 	if in.IsName() {
 		return dns.Fqdn(in.Host)
 	}
-	return fold(in.ID) + "." + s.label + "." + h.opts.Zone
+	return fold(in.ID) + "." + s.label + "." + z.name
 }
 
 // order returns the order of picked for this response.

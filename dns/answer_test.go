@@ -2,6 +2,7 @@ package dns
 
 import (
 	"fmt"
+	"net/netip"
 	"sync"
 	"testing"
 
@@ -58,9 +59,9 @@ func TestAnswer(t *testing.T) {
 			Extra:  rrs("ns.service.local. 5 IN A 192.0.2.53", "ns.service.local. 5 IN AAAA 2001:db8::53"),
 		},
 		{
+			// RFC 8482: ANY gets one small synthesized HINFO, never everything.
 			Qname: "service.local.", Qtype: dns.TypeANY, Authoritative: true,
-			Answer: []dns.RR{rr("service.local. 5 IN NS ns.service.local."), SOA},
-			Extra:  rrs("ns.service.local. 5 IN A 192.0.2.53", "ns.service.local. 5 IN AAAA 2001:db8::53"),
+			Answer: rrs(`service.local. 5 IN HINFO "RFC8482" ""`),
 		},
 		{
 			Qname: "service.local.", Qtype: dns.TypeA, Authoritative: true,
@@ -97,18 +98,7 @@ func TestAnswer(t *testing.T) {
 		},
 		{
 			Qname: "user-service.service.local.", Qtype: dns.TypeANY, Authoritative: true,
-			Answer: rrs(
-				"user-service.service.local. 5 IN SRV 1 1 8080 u1.user-service.service.local.",
-				"user-service.service.local. 5 IN SRV 1 1 8080 u2.user-service.service.local.",
-				"user-service.service.local. 5 IN SRV 1 1 9090 u3.user-service.service.local.",
-				"user-service.service.local. 5 IN SRV 1 1 8080 u6.user-service.service.local.",
-			),
-			Extra: rrs(
-				"u1.user-service.service.local. 5 IN A 10.0.0.1",
-				"u2.user-service.service.local. 5 IN A 10.0.0.2",
-				"u3.user-service.service.local. 5 IN A 10.0.0.1",
-				"u6.user-service.service.local. 5 IN AAAA 2001:db8::6",
-			),
+			Answer: rrs(`user-service.service.local. 5 IN HINFO "RFC8482" ""`),
 		},
 		{
 			Qname: "user-service.service.local.", Qtype: dns.TypeA, Authoritative: true,
@@ -140,7 +130,7 @@ func TestAnswer(t *testing.T) {
 		},
 		{
 			Qname: "u6.user-service.service.local.", Qtype: dns.TypeANY, Authoritative: true,
-			Answer: rrs("u6.user-service.service.local. 5 IN AAAA 2001:db8::6"),
+			Answer: rrs(`u6.user-service.service.local. 5 IN HINFO "RFC8482" ""`),
 		},
 		{
 			Qname: "u9.user-service.service.local.", Qtype: dns.TypeA, Authoritative: true,
@@ -318,11 +308,8 @@ func TestAnswer(t *testing.T) {
 		{Qname: "user-service.service.local.example.com.", Qtype: dns.TypeA, Rcode: dns.RcodeRefused},
 		{Qname: "version.bind.", Qtype: dns.TypeTXT, Qclass: dns.ClassCHAOS, Rcode: dns.RcodeRefused},
 		{Qname: "user-service.service.local.", Qtype: dns.TypeA, Qclass: dns.ClassCHAOS, Rcode: dns.RcodeRefused},
-		// Class ANY is served like IN.
-		{
-			Qname: "u2.user-service.service.local.", Qtype: dns.TypeA, Qclass: dns.ClassANY, Authoritative: true,
-			Answer: rrs("u2.user-service.service.local. 5 IN A 10.0.0.2"),
-		},
+		// Classes other than IN are refused, ANY included.
+		{Qname: "u2.user-service.service.local.", Qtype: dns.TypeA, Qclass: dns.ClassANY, Rcode: dns.RcodeRefused},
 	}
 	run(t, h, cases)
 }
@@ -549,7 +536,7 @@ func TestConcurrentQueries(t *testing.T) {
 		wg.Go(func() {
 			for i := range 200 {
 				for _, qt := range []uint16{dns.TypeSRV, dns.TypeA} {
-					m := h.reply(new(dns.Msg).SetQuestion(names[(g+i)%len(names)], qt), i%2 == 0)
+					m := h.reply(new(dns.Msg).SetQuestion(names[(g+i)%len(names)], qt), i%2 == 0, netip.Addr{})
 					if m.Rcode != dns.RcodeSuccess && m.Rcode != dns.RcodeNameError {
 						t.Errorf("rcode %s", dns.RcodeToString[m.Rcode])
 					}

@@ -187,3 +187,15 @@ func protocol(in *registry.Instance) string {
 	}
 	return "tcp"
 }
+
+// all returns every service served, sorted by label.
+func (c *Catalog) all() []*service {
+	c.mu.RLock()
+	out := make([]*service, 0, len(c.byLabel))
+	for _, s := range c.byLabel {
+		out = append(out, s)
+	}
+	c.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *service) int { return strings.Compare(a.label, b.label) })
+	return out
+}

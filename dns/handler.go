@@ -2,6 +2,7 @@ package dns
 
 import (
 	"net"
+	"net/netip"
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
@@ -10,8 +11,8 @@ import (
 // Handler implements dns.Handler.
 var _ dns.Handler = (*Handler)(nil)
 
-// ServeDNS answers one query: EDNS checks, Answer, then truncation to what
-// the transport carries. A panic becomes SERVFAIL instead of a dead server.
+// ServeDNS answers one query: zone transfers for allowed clients over TCP,
+// otherwise reply. A panic becomes SERVFAIL instead of a dead server.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -21,16 +22,28 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			_ = w.WriteMsg(m)
 		}
 	}()
-	m := h.reply(r, isTCP(w.LocalAddr()))
-	_ = w.WriteMsg(m) // a client gone away is not our error
+	tcp := isTCP(w.LocalAddr())
+	client := addrOf(w.RemoteAddr())
+	if isTransfer(r) && tcp && h.transferAllowed(client) {
+		if err := h.transfer(w, r); err != nil {
+			h.log().Debug().Err(err).Str("client", client.String()).Msg("zone transfer aborted")
+		}
+		return
+	}
+	_ = w.WriteMsg(h.reply(r, tcp, client)) // a client gone away is not our error
 }
 
-// reply is ServeDNS without the socket: the answer, with OPT for EDNS
-// queries, cut to fit the transport. Over UDP the limit is 512 octets
-// without EDNS, else the client's advertised size capped by MaxUDPSize;
-// TC is set when records were left out, so the client retries over TCP
-// (RFC 1035 4.2.1, RFC 6891 6.2.5). Over TCP it is 65535 octets.
-func (h *Handler) reply(r *dns.Msg, tcp bool) *dns.Msg {
+func isTransfer(r *dns.Msg) bool {
+	return r.Opcode == dns.OpcodeQuery && len(r.Question) == 1 &&
+		(r.Question[0].Qtype == dns.TypeAXFR || r.Question[0].Qtype == dns.TypeIXFR)
+}
+
+// reply is ServeDNS without the socket: the answer (or the forwarded one),
+// with OPT for EDNS queries, cut to fit the transport. Over UDP the limit is
+// 512 octets without EDNS, else the client's advertised size capped by
+// MaxUDPSize; TC is set when records were left out, so the client retries
+// over TCP (RFC 1035 4.2.1, RFC 6891 6.2.5). Over TCP it is 65535 octets.
+func (h *Handler) reply(r *dns.Msg, tcp bool, client netip.Addr) *dns.Msg {
 	opt := r.IsEdns0()
 	if opt != nil && opt.Version() != 0 {
 		// RFC 6891 6.1.3: BADVERS, with an OPT carrying our version 0.
@@ -39,11 +52,15 @@ func (h *Handler) reply(r *dns.Msg, tcp bool) *dns.Msg {
 		m.SetEdns0(h.opts.MaxUDPSize, false)
 		return m
 	}
-	m := h.Answer(r)
+	m := h.forward(r, client)
+	if m == nil {
+		m = h.Answer(r)
+	}
 	size := dns.MinMsgSize
 	if opt != nil {
 		size = int(max(min(opt.UDPSize(), h.opts.MaxUDPSize), dns.MinMsgSize))
 		m.SetEdns0(h.opts.MaxUDPSize, opt.Do())
+		echoSubnet(opt, m.IsEdns0())
 	}
 	if tcp {
 		size = dns.MaxMsgSize
@@ -52,10 +69,54 @@ func (h *Handler) reply(r *dns.Msg, tcp bool) *dns.Msg {
 	return m
 }
 
+// forward answers names outside the zones through the Forwarder, for the
+// clients it allows; nil means "answer it ourselves" (REFUSED, mostly).
+func (h *Handler) forward(r *dns.Msg, client netip.Addr) *dns.Msg {
+	f := h.opts.Forwarder
+	if f == nil || r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 ||
+		h.inZones(r.Question[0].Name) || !f.Allowed(client) || isTransfer(r) {
+		return nil
+	}
+	m, err := f.Forward(r)
+	if err != nil {
+		h.log().Debug().Err(err).Msg("forwarding failed")
+		m = new(dns.Msg)
+		m.SetRcode(r, dns.RcodeServerFailure)
+		m.RecursionAvailable = true
+	}
+	return m
+}
+
+// echoSubnet copies an EDNS Client Subnet option into the reply with scope
+// 0: our answers do not depend on it (RFC 7871 7.2.1).
+func echoSubnet(q, reply *dns.OPT) {
+	for _, o := range q.Option {
+		if ecs, ok := o.(*dns.EDNS0_SUBNET); ok {
+			c := *ecs
+			c.SourceScope = 0
+			reply.Option = append(reply.Option, &c)
+			return
+		}
+	}
+}
+
 func isTCP(a net.Addr) bool {
 	_, ok := a.(*net.TCPAddr)
 	return ok
 }
 
-// log is a hook for the logger; the handler itself logs only panics.
+// addrOf is the IP of a client address.
+func addrOf(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// log is the logger; the handler itself logs only panics and debug detail.
 func (h *Handler) log() *zerolog.Logger { return &h.cat.log }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -48,7 +49,7 @@ func TestReplyTruncation(t *testing.T) {
 	}
 
 	t.Run("udp without EDNS", func(t *testing.T) {
-		m := h.reply(q(0), false)
+		m := h.reply(q(0), false, netip.Addr{})
 		require.True(t, m.Truncated)
 		require.LessOrEqual(t, packedLen(t, m), dns.MinMsgSize)
 		require.NotEmpty(t, m.Answer, "as many answers as fit")
@@ -58,7 +59,7 @@ func TestReplyTruncation(t *testing.T) {
 		require.Equal(t, dns.RcodeSuccess, m.Rcode)
 	})
 	t.Run("udp with EDNS 4096 is capped at MaxUDPSize", func(t *testing.T) {
-		m := h.reply(q(4096), false)
+		m := h.reply(q(4096), false, netip.Addr{})
 		require.True(t, m.Truncated)
 		n := packedLen(t, m)
 		require.LessOrEqual(t, n, 1232)
@@ -67,7 +68,7 @@ func TestReplyTruncation(t *testing.T) {
 		require.EqualValues(t, 1232, m.IsEdns0().UDPSize())
 	})
 	t.Run("udp with EDNS below 512 gets 512", func(t *testing.T) {
-		m := h.reply(q(100), false)
+		m := h.reply(q(100), false, netip.Addr{})
 		require.True(t, m.Truncated)
 		n := packedLen(t, m)
 		require.LessOrEqual(t, n, dns.MinMsgSize)
@@ -76,14 +77,14 @@ func TestReplyTruncation(t *testing.T) {
 	t.Run("udp with a raised MaxUDPSize", func(t *testing.T) {
 		opts := testOptions()
 		opts.MaxUDPSize = 4096
-		m := NewHandler(c.Catalog, opts).reply(q(4096), false)
+		m := NewHandler(c.Catalog, opts).reply(q(4096), false, netip.Addr{})
 		require.False(t, m.Truncated)
 		require.Len(t, m.Answer, 60)
 		require.Len(t, m.Extra, 61) // glue and OPT
 	})
 	for _, edns := range []uint16{0, 4096} {
 		t.Run(fmt.Sprintf("tcp, EDNS %d", edns), func(t *testing.T) {
-			m := h.reply(q(edns), true)
+			m := h.reply(q(edns), true, netip.Addr{})
 			require.False(t, m.Truncated)
 			require.Len(t, m.Answer, 60)
 			require.Len(t, m.Extra, 60+btoi(edns != 0))
@@ -92,7 +93,7 @@ func TestReplyTruncation(t *testing.T) {
 	}
 	t.Run("small answers are not truncated", func(t *testing.T) {
 		small := bigCatalog(t, 3)
-		m := NewHandler(small.Catalog, testOptions()).reply(q(0), false)
+		m := NewHandler(small.Catalog, testOptions()).reply(q(0), false, netip.Addr{})
 		require.False(t, m.Truncated)
 		require.Len(t, m.Answer, 3)
 		require.Len(t, m.Extra, 3)
@@ -127,7 +128,7 @@ func TestReplyEDNS(t *testing.T) {
 		for _, do := range []bool{false, true} {
 			r := new(dns.Msg).SetQuestion(tc.qname, tc.qtype)
 			r.SetEdns0(4096, do)
-			m := h.reply(r, false)
+			m := h.reply(r, false, netip.Addr{})
 			require.Equal(t, tc.rcode, m.Rcode, "%s %s", tc.qname, dns.TypeToString[tc.qtype])
 			opt := m.IsEdns0()
 			require.NotNil(t, opt, "%s %s: OPT", tc.qname, dns.TypeToString[tc.qtype])
@@ -136,7 +137,7 @@ func TestReplyEDNS(t *testing.T) {
 			require.EqualValues(t, 0, opt.Version())
 			packedLen(t, m)
 
-			m = h.reply(new(dns.Msg).SetQuestion(tc.qname, tc.qtype), false)
+			m = h.reply(new(dns.Msg).SetQuestion(tc.qname, tc.qtype), false, netip.Addr{})
 			require.Nil(t, m.IsEdns0())
 			require.Equal(t, tc.rcode, m.Rcode)
 		}
@@ -152,7 +153,7 @@ func TestReplyBadVers(t *testing.T) {
 	r.SetEdns0(4096, false)
 	r.IsEdns0().SetVersion(1)
 
-	m := h.reply(r, false)
+	m := h.reply(r, false, netip.Addr{})
 	require.Equal(t, dns.RcodeBadVers, m.Rcode)
 	require.Empty(t, m.Answer)
 	require.NotNil(t, m.IsEdns0())

@@ -54,3 +54,8 @@ func familyType(addr netip.Addr) uint16 {
 	}
 	return dns.TypeAAAA
 }
+
+// newHINFO is the RFC 8482 answer to ANY.
+func newHINFO(owner string, ttl uint32) *dns.HINFO {
+	return &dns.HINFO{Hdr: hdr(owner, dns.TypeHINFO, ttl), Cpu: "RFC8482", Os: ""}
+}

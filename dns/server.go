@@ -22,6 +22,9 @@ type ServerOptions struct {
 	ReadTimeout, WriteTimeout time.Duration
 	// IdleTimeout closes idle TCP connections (default 10s).
 	IdleTimeout time.Duration
+	// MaxTCPConnections bounds concurrent TCP connections; more are closed
+	// on accept (default 1000).
+	MaxTCPConnections int
 }
 
 // Server serves one address over UDP and TCP.
@@ -47,6 +50,9 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 10 * time.Second
 	}
+	if opts.MaxTCPConnections <= 0 {
+		opts.MaxTCPConnections = 1000
+	}
 	return &Server{opts: opts, errs: make(chan error, 2)}
 }
 
@@ -54,21 +60,15 @@ func NewServer(opts ServerOptions) *Server {
 // error, and serves nothing, when either address cannot be bound (a port in
 // use, a bad address).
 func (s *Server) Start() error {
-	pc, err := net.ListenPacket("udp", s.opts.Addr)
+	pc, l, err := s.listen()
 	if err != nil {
-		return fmt.Errorf("listen udp %s: %w", s.opts.Addr, err)
-	}
-	// Bind TCP on the port UDP got, so ":0" means one port for both.
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("listen tcp %s: %w", pc.LocalAddr(), err)
+		return err
 	}
 	s.addr = pc.LocalAddr().String()
 	idle := s.opts.IdleTimeout
 	s.udp = &dns.Server{PacketConn: pc, Handler: s.opts.Handler}
 	s.tcp = &dns.Server{
-		Listener: l, Handler: s.opts.Handler,
+		Listener: newLimitListener(l, s.opts.MaxTCPConnections), Handler: s.opts.Handler,
 		ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout,
 		IdleTimeout: func() time.Duration { return idle },
 	}
@@ -92,6 +92,26 @@ func (s *Server) Start() error {
 		}
 	}
 	return nil
+}
+
+// listen binds UDP, then TCP on the port UDP got. With port 0 the TCP port
+// may be taken already; then another UDP port is tried.
+func (s *Server) listen() (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(s.opts.Addr)
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp", s.opts.Addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen udp %s: %w", s.opts.Addr, err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		if port != "0" || try == 10 {
+			return nil, nil, err // *net.OpError names the address
+		}
+	}
 }
 
 // Addr is the bound address (host:port), valid after Start.

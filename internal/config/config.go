@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -25,6 +26,19 @@ type Config struct {
 	Balance Balance `toml:"balance"`
 	Cache   Cache   `toml:"cache"`
 	Log     Log     `toml:"log"`
+	// Zones are further zones, each answered from its own key prefixes of
+	// the same Redis: [[zones]] name = "...", prefix = "...", health_prefix = "...".
+	Zones []Zone `toml:"zones"`
+}
+
+// Zone is one more zone and the registry key prefixes behind it.
+type Zone struct {
+	// Name of the zone, e.g. "service.internal".
+	Name string `toml:"name"`
+	// Prefix of its service keys (default "services").
+	Prefix string `toml:"prefix"`
+	// HealthPrefix of its health keys (default "health").
+	HealthPrefix string `toml:"health_prefix"`
 }
 
 // DNS configures the DNS server.
@@ -41,6 +55,24 @@ type DNS struct {
 	MaxUDPSize int `toml:"max_udp_size"`
 	// NS is the zone's name server name (default "ns.<zone>").
 	NS string `toml:"ns"`
+	// MaxAnswers caps the A/AAAA records of one answer (default 8).
+	MaxAnswers int `toml:"max_answers"`
+	// TransferAllow lists the networks allowed AXFR/IXFR (default none).
+	TransferAllow []string `toml:"transfer_allow"`
+	// Forward lists upstream resolvers (host:port) for names outside the
+	// zones (default none: such names are REFUSED).
+	Forward []string `toml:"forward"`
+	// ForwardAllow lists the client networks that may use forwarding
+	// (default loopback only).
+	ForwardAllow []string `toml:"forward_allow"`
+	// ForwardCacheSize bounds the forwarding cache in entries (default 1000; -1 off).
+	ForwardCacheSize int `toml:"forward_cache_size"`
+	// MaxTCPConnections bounds concurrent TCP connections (default 1000).
+	MaxTCPConnections int `toml:"max_tcp_connections"`
+	// TCPIdleTimeout closes idle TCP connections (default 10s).
+	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"`
+	// TCPReadTimeout bounds reading one query on TCP (default 2s).
+	TCPReadTimeout Duration `toml:"tcp_read_timeout"`
 }
 
 // Redis configures the registry connection.
@@ -58,10 +90,32 @@ type Redis struct {
 	HealthPrefix string `toml:"health_prefix"`
 }
 
-// Health configures which instances are served.
+// Health configures which instances are served, and the health checker
+// (`regdns health`).
 type Health struct {
 	// Mode is healthy, healthy_or_unknown or any (default "healthy").
 	Mode string `toml:"mode"`
+	// Interval is how often the checker probes every instance; health keys
+	// live 3 x interval (default 10s).
+	Interval Duration `toml:"interval"`
+	// Timeout bounds one probe (default 2s).
+	Timeout Duration `toml:"timeout"`
+	// Rise is how many healthy results in a row flip an instance to healthy (default 1).
+	Rise int `toml:"rise"`
+	// Fall is how many failed results in a row flip an instance to unhealthy (default 1).
+	Fall int `toml:"fall"`
+	// Concurrency bounds the probes in flight (default 64).
+	Concurrency int `toml:"concurrency"`
+	// Services lists the services checked; empty means all (default empty; TOML only).
+	Services []string `toml:"services"`
+	// LeaseKey is the Redis key of the checkers' leader lease (default "",
+	// meaning "<health_prefix>-checker:<prefix>:lease").
+	LeaseKey string `toml:"lease_key"`
+	// LeaseTTL is the lease period: a dead checker is replaced within it (default 15s).
+	LeaseTTL Duration `toml:"lease_ttl"`
+	// CleanupExpired removes ids whose instance key expired from the service
+	// set, as the reference discover() does (default false).
+	CleanupExpired bool `toml:"cleanup_expired"`
 }
 
 // Balance configures the order of answers.
@@ -117,12 +171,17 @@ func Default() Config {
 		DNS: DNS{
 			Listen: "127.0.0.1:8053", Zone: "service.local",
 			TTL: Duration{5 * time.Second}, NegativeTTL: Duration{5 * time.Second}, MaxUDPSize: 1232,
+			MaxAnswers: 8, ForwardAllow: []string{"127.0.0.0/8", "::1/128"}, ForwardCacheSize: 1000,
+			MaxTCPConnections: 1000, TCPIdleTimeout: Duration{10 * time.Second}, TCPReadTimeout: Duration{2 * time.Second},
 		},
 		Redis: Redis{
 			URL: "redis://127.0.0.1:6379/0", KeyspaceEvents: true, Timeout: Duration{2 * time.Second},
 			Prefix: "services", HealthPrefix: "health",
 		},
-		Health:  Health{Mode: "healthy"},
+		Health: Health{
+			Mode: "healthy", Interval: Duration{10 * time.Second}, Timeout: Duration{2 * time.Second},
+			Rise: 1, Fall: 1, Concurrency: 64, LeaseTTL: Duration{15 * time.Second},
+		},
 		Balance: Balance{Strategy: "round_robin"},
 		Cache:   Cache{MaxAge: Duration{30 * time.Second}, PollInterval: Duration{2 * time.Second}},
 		Log:     Log{Level: "info", Format: "console"},
@@ -198,6 +257,18 @@ func (c *Config) vars() []variable {
 			return nil
 		}
 	}
+	// A list from the environment or a flag is comma-separated.
+	strs := func(p *[]string) func(string) error {
+		return func(s string) error {
+			*p = nil
+			for item := range strings.SplitSeq(s, ",") {
+				if item = strings.TrimSpace(item); item != "" {
+					*p = append(*p, item)
+				}
+			}
+			return nil
+		}
+	}
 	integer := func(p *int) func(string) error {
 		// strconv, not fmt.Sscan: Sscan stops at the first non-digit, so
 		// "1e3" would silently be 1 and "1232abc" 1232.
@@ -220,12 +291,28 @@ func (c *Config) vars() []variable {
 		{"dns.negative_ttl", dur(&c.DNS.NegativeTTL)},
 		{"dns.max_udp_size", integer(&c.DNS.MaxUDPSize)},
 		{"dns.ns", str(&c.DNS.NS)},
+		{"dns.max_answers", integer(&c.DNS.MaxAnswers)},
+		{"dns.transfer_allow", strs(&c.DNS.TransferAllow)},
+		{"dns.forward", strs(&c.DNS.Forward)},
+		{"dns.forward_allow", strs(&c.DNS.ForwardAllow)},
+		{"dns.forward_cache_size", integer(&c.DNS.ForwardCacheSize)},
+		{"dns.max_tcp_connections", integer(&c.DNS.MaxTCPConnections)},
+		{"dns.tcp_idle_timeout", dur(&c.DNS.TCPIdleTimeout)},
+		{"dns.tcp_read_timeout", dur(&c.DNS.TCPReadTimeout)},
 		{"redis.url", str(&c.Redis.URL)},
 		{"redis.keyspace_events", boolean(&c.Redis.KeyspaceEvents)},
 		{"redis.timeout", dur(&c.Redis.Timeout)},
 		{"redis.prefix", str(&c.Redis.Prefix)},
 		{"redis.health_prefix", str(&c.Redis.HealthPrefix)},
 		{"health.mode", str(&c.Health.Mode)},
+		{"health.interval", dur(&c.Health.Interval)},
+		{"health.timeout", dur(&c.Health.Timeout)},
+		{"health.rise", integer(&c.Health.Rise)},
+		{"health.fall", integer(&c.Health.Fall)},
+		{"health.concurrency", integer(&c.Health.Concurrency)},
+		{"health.lease_key", str(&c.Health.LeaseKey)},
+		{"health.lease_ttl", dur(&c.Health.LeaseTTL)},
+		{"health.cleanup_expired", boolean(&c.Health.CleanupExpired)},
 		{"balance.strategy", str(&c.Balance.Strategy)},
 		{"cache.max_age", dur(&c.Cache.MaxAge)},
 		{"cache.poll_interval", dur(&c.Cache.PollInterval)},
@@ -277,10 +364,53 @@ func (c *Config) Validate() error {
 	if c.Redis.Prefix == "" || c.Redis.HealthPrefix == "" {
 		errs = append(errs, errors.New("redis.prefix and redis.health_prefix must not be empty"))
 	}
+	if c.Health.Interval.Duration <= 0 || c.Health.Timeout.Duration <= 0 || c.Health.LeaseTTL.Duration <= 0 {
+		errs = append(errs, errors.New("health.interval, health.timeout and health.lease_ttl must be positive"))
+	}
+	if c.Health.Rise < 1 || c.Health.Fall < 1 || c.Health.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("health.rise %d, health.fall %d, health.concurrency %d: each must be at least 1",
+			c.Health.Rise, c.Health.Fall, c.Health.Concurrency))
+	}
+	for _, s := range c.Health.Services {
+		if s == "" {
+			errs = append(errs, errors.New("health.services must not contain an empty name"))
+			break
+		}
+	}
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log.level %q: want debug, info, warn or error", c.Log.Level))
+	}
+	if c.DNS.MaxAnswers < 1 || c.DNS.MaxTCPConnections < 1 {
+		errs = append(errs, errors.New("dns.max_answers and dns.max_tcp_connections must be at least 1"))
+	}
+	if c.DNS.TCPIdleTimeout.Duration <= 0 || c.DNS.TCPReadTimeout.Duration <= 0 {
+		errs = append(errs, errors.New("dns.tcp_idle_timeout and dns.tcp_read_timeout must be positive"))
+	}
+	for _, key := range []struct {
+		name string
+		list []string
+	}{{"dns.transfer_allow", c.DNS.TransferAllow}, {"dns.forward_allow", c.DNS.ForwardAllow}} {
+		if _, err := Prefixes(key.list); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key.name, err))
+		}
+	}
+	for _, up := range c.DNS.Forward {
+		if _, _, err := net.SplitHostPort(up); err != nil {
+			errs = append(errs, fmt.Errorf("dns.forward %q: want host:port: %w", up, err))
+		}
+	}
+	zones := map[string]bool{strings.ToLower(strings.Trim(c.DNS.Zone, ".")): true}
+	for i, z := range c.Zones {
+		name := strings.ToLower(strings.Trim(z.Name, "."))
+		switch {
+		case name == "":
+			errs = append(errs, fmt.Errorf("zones[%d]: name must not be empty", i))
+		case zones[name]:
+			errs = append(errs, fmt.Errorf("zones[%d]: zone %q is served twice", i, z.Name))
+		}
+		zones[name] = true
 	}
 	if c.Log.Format != "console" && c.Log.Format != "json" {
 		errs = append(errs, fmt.Errorf("log.format %q: want console or json", c.Log.Format))
@@ -295,4 +425,33 @@ func RedactURL(s string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+// Prefixes parses a list of networks ("10.0.0.0/8") or single addresses.
+func Prefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a network nor an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// ZonePrefixes returns the key prefixes of zone z, defaults filled in.
+func (z Zone) ZonePrefixes() (prefix, healthPrefix string) {
+	prefix, healthPrefix = z.Prefix, z.HealthPrefix
+	if prefix == "" {
+		prefix = "services"
+	}
+	if healthPrefix == "" {
+		healthPrefix = "health"
+	}
+	return prefix, healthPrefix
 }

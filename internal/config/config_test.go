@@ -409,6 +409,15 @@ func valueFor(key string) string {
 		return "false"
 	case key == "dns.max_udp_size":
 		return "1400"
+	case strings.HasPrefix(key, "dns.max_"), key == "dns.forward_cache_size",
+		key == "health.rise", key == "health.fall", key == "health.concurrency":
+		return "3"
+	case key == "dns.forward":
+		return "192.0.2.53:53"
+	case strings.HasSuffix(key, "_allow"):
+		return "127.0.0.0/8,::1"
+	case key == "health.cleanup_expired":
+		return "true"
 	}
 	return "x"
 }
