@@ -88,15 +88,20 @@ type Handler struct {
 	opts  Options
 	cat   *Catalog // of the primary zone: logs and panics are reported there
 	zones []*zone
+	// packed holds every answer packed ahead of queries (see packed.go).
+	packed *packedTable
 }
 
 // NewHandler returns a Handler answering opts.Zone from cat, and every
 // ExtraZones entry from its own catalog.
 func NewHandler(cat *Catalog, opts Options) *Handler {
 	opts.setDefaults()
-	h := &Handler{opts: opts, cat: cat, zones: []*zone{newZone(opts.Zone, cat, opts.NS)}}
+	h := &Handler{opts: opts, cat: cat, zones: []*zone{newZone(opts.Zone, cat, opts.NS)}, packed: newPackedTable()}
 	for _, z := range opts.ExtraZones {
 		h.zones = append(h.zones, newZone(z.Name, z.Catalog, ""))
+	}
+	for _, z := range h.zones {
+		z.cat.listen(func(label string, s *service) { h.repack(z, label, s) })
 	}
 	return h
 }
@@ -107,40 +112,57 @@ func (h *Handler) Zone() string { return h.zones[0].name }
 // answer is what a name resolves to, before it becomes a message.
 type answer struct {
 	answer, extra []dns.RR
+	// orderLen is the length of the list the strategy ordered (0 when the
+	// answer has no order): the number of distinct round-robin rotations.
+	orderLen int
+	// strategy is the one that ordered it.
+	strategy balance.Strategy
 }
+
+// live asks for the order of this response: round-robin turns, random
+// draws. A variant >= 0 asks for one fixed, reproducible order instead,
+// which is how answers are packed ahead of queries (see packed.go).
+const live = -1
 
 // Answer builds the authoritative reply to a query. It does not truncate,
 // add OPT or forward: that depends on the transport and the client (see
 // ServeDNS).
 func (h *Handler) Answer(r *dns.Msg) *dns.Msg {
+	m, _ := h.answer(r, live)
+	return m
+}
+
+// answer is Answer with the order variant; it also returns how the answer
+// was ordered.
+func (h *Handler) answer(r *dns.Msg, variant int) (*dns.Msg, answer) {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	switch {
 	case r.Opcode != dns.OpcodeQuery:
 		m.Rcode = dns.RcodeNotImplemented // RFC 1035 4.1.1
-		return m
+		return m, answer{}
 	case len(r.Question) != 1:
 		m.Rcode = dns.RcodeFormatError
-		return m
+		return m, answer{}
 	}
 	q := r.Question[0]
 	if q.Qclass != dns.ClassINET {
 		m.Rcode = dns.RcodeRefused
-		return m
+		return m, answer{}
 	}
 	z, labels, ok := h.zoneOf(fold(q.Name))
 	if !ok {
 		m.Rcode = dns.RcodeRefused
-		return m
+		return m, answer{}
 	}
-	a, err := h.resolve(z, labels, q)
+	a, err := h.resolve(z, labels, q, variant)
 	switch {
 	case errors.Is(err, errRefused):
 		m.Rcode = dns.RcodeRefused
-		return m
+		return m, answer{}
 	case errors.Is(err, errNotSynced):
 		m.Rcode = dns.RcodeServerFailure
-		return m
+		return m, answer{}
 	}
 	m.Authoritative = true
 	switch {
@@ -152,7 +174,7 @@ func (h *Handler) Answer(r *dns.Msg) *dns.Msg {
 	default:
 		m.Answer, m.Extra = a.answer, a.extra
 	}
-	return m
+	return m, a
 }
 
 func (h *Handler) soa(z *zone) dns.RR {
@@ -160,12 +182,12 @@ func (h *Handler) soa(z *zone) dns.RR {
 }
 
 // resolve dispatches on the shape of the name below its zone.
-func (h *Handler) resolve(z *zone, labels []string, q dns.Question) (answer, error) {
+func (h *Handler) resolve(z *zone, labels []string, q dns.Question, variant int) (answer, error) {
 	switch q.Qtype {
 	case dns.TypeAXFR, dns.TypeIXFR:
 		return answer{}, errRefused // transfers are served by ServeDNS, over TCP, to allowed clients
 	}
-	a, err := h.lookup(z, labels, q)
+	a, err := h.lookup(z, labels, q, variant)
 	if q.Qtype == dns.TypeANY && err == nil {
 		// RFC 8482: a small honest answer to ANY, never everything we have.
 		return answer{answer: []dns.RR{newHINFO(q.Name, h.opts.TTL)}}, nil
@@ -173,13 +195,13 @@ func (h *Handler) resolve(z *zone, labels []string, q dns.Question) (answer, err
 	return a, err
 }
 
-func (h *Handler) lookup(z *zone, labels []string, q dns.Question) (answer, error) {
+func (h *Handler) lookup(z *zone, labels []string, q dns.Question, variant int) (answer, error) {
 	switch len(labels) {
 	case 0:
 		return h.apex(z, q)
 	case 1:
 		if s, ok := z.cat.lookup(labels[0]); ok {
-			return h.service(q, z, s, "")
+			return h.service(q, z, s, "", variant)
 		}
 		if labels[0] == "_tcp" || labels[0] == "_udp" {
 			return answer{}, errNoData // empty non-terminal above _svc._tcp
@@ -190,7 +212,7 @@ func (h *Handler) lookup(z *zone, labels []string, q dns.Question) (answer, erro
 	case 2:
 		if svc, ok := strings.CutPrefix(labels[0], "_"); ok && (labels[1] == "_tcp" || labels[1] == "_udp") {
 			if s, ok := z.cat.lookup(svc); ok {
-				return h.service(q, z, s, labels[1][1:])
+				return h.service(q, z, s, labels[1][1:], variant)
 			}
 			break
 		}
@@ -238,7 +260,7 @@ func (h *Handler) nsAddrs(owner string, qtype uint16) (answer, error) {
 }
 
 // service answers <service>.<zone> (proto "") and _<service>._<proto>.<zone>.
-func (h *Handler) service(q dns.Question, z *zone, s *service, proto string) (answer, error) {
+func (h *Handler) service(q dns.Question, z *zone, s *service, proto string, variant int) (answer, error) {
 	var picked []*registry.Instance
 	for _, in := range s.serving {
 		if proto == "" || protocol(in) == proto {
@@ -248,8 +270,8 @@ func (h *Handler) service(q dns.Question, z *zone, s *service, proto string) (an
 	ttl := h.opts.TTL
 	switch q.Qtype {
 	case dns.TypeSRV, dns.TypeANY:
-		order := h.order(s, picked)
-		var a answer
+		order, strategy := h.order(s, picked, variant)
+		a := answer{orderLen: len(order), strategy: strategy}
 		seen := make(map[dns.SRV]bool, len(order))
 		for _, i := range order {
 			in := picked[i]
@@ -278,9 +300,10 @@ func (h *Handler) service(q dns.Question, z *zone, s *service, proto string) (an
 				family = append(family, in)
 			}
 		}
-		var a answer
+		order, strategy := h.order(s, family, variant)
+		a := answer{orderLen: len(order), strategy: strategy}
 		seen := make(map[netip.Addr]bool, len(family))
-		for _, i := range h.order(s, family) {
+		for _, i := range order {
 			in := family[i]
 			if seen[in.Addr] {
 				continue // an RRset holds no duplicates (RFC 2181 5)
@@ -305,8 +328,9 @@ func (h *Handler) target(z *zone, s *service, in *registry.Instance) string {
 	return fold(in.ID) + "." + s.label + "." + z.name
 }
 
-// order returns the order of picked for this response.
-func (h *Handler) order(s *service, picked []*registry.Instance) []int {
+// order returns the order of picked for this response (variant live) or
+// the fixed order number variant, and the strategy that made it.
+func (h *Handler) order(s *service, picked []*registry.Instance, variant int) ([]int, balance.Strategy) {
 	order := make([]int, len(picked))
 	strategy, ok := h.opts.Strategies[s.name]
 	if !ok {
@@ -319,8 +343,13 @@ func (h *Handler) order(s *service, picked []*registry.Instance) []int {
 			weights[i] = in.Weight
 		}
 	}
-	balance.Order(strategy, order, s.turn.Add(1)-1, weights, h.opts.Rand)
-	return order
+	if variant == live {
+		balance.Order(strategy, order, s.turn.Add(1)-1, weights, h.opts.Rand)
+	} else {
+		// Variant v: rotation v, or the v-th of a fixed series of draws.
+		balance.Order(strategy, order, uint64(variant), weights, rand.New(rand.NewPCG(uint64(variant), 0x5eed)))
+	}
+	return order, strategy
 }
 
 // instance answers <id>.<service>.<zone>.

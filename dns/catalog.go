@@ -20,6 +20,11 @@ type Catalog struct {
 	now    func() time.Time
 	log    zerolog.Logger
 
+	// notify serialises updates and the calls to listeners, so a listener
+	// sees every service's changes in order.
+	notify    sync.Mutex
+	listeners []func(label string, s *service)
+
 	mu sync.RWMutex
 	// byLabel maps a folded label to the service answering it.
 	byLabel map[string]*service
@@ -87,6 +92,29 @@ func (c *Catalog) bumpSerial() {
 // Update records the new snapshot of service name; svc nil removes it. It
 // has the signature of registry.Options.OnChange.
 func (c *Catalog) Update(name string, svc *registry.Service) {
+	c.notify.Lock()
+	defer c.notify.Unlock()
+	label, s, changed := c.update(name, svc)
+	if changed {
+		for _, fn := range c.listeners {
+			fn(label, s)
+		}
+	}
+}
+
+// listen calls fn with every service now, and on every change after; s is
+// nil when the label is no longer served.
+func (c *Catalog) listen(fn func(label string, s *service)) {
+	c.notify.Lock()
+	defer c.notify.Unlock()
+	c.listeners = append(c.listeners, fn)
+	for _, s := range c.all() {
+		fn(s.label, s)
+	}
+}
+
+// update applies one change and says which label now answers what.
+func (c *Catalog) update(name string, svc *registry.Service) (label string, s *service, changed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.bumpSerial()
@@ -98,9 +126,9 @@ func (c *Catalog) Update(name string, svc *registry.Service) {
 		if svc == nil {
 			delete(c.warned, name)
 		}
-		return
+		return "", nil, false
 	}
-	label := fold(name)
+	label = fold(name)
 	names := c.names[label]
 	if svc == nil {
 		delete(c.latest, name)
@@ -119,12 +147,14 @@ func (c *Catalog) Update(name string, svc *registry.Service) {
 	if len(names) == 0 {
 		delete(c.names, label)
 		delete(c.byLabel, label)
-		return
+		return label, nil, true
 	}
 	c.names[label] = names
 	winner := names[0]
 	prev := c.byLabel[label]
-	c.byLabel[label] = c.build(label, winner, c.latest[winner], prev)
+	s = c.build(label, winner, c.latest[winner], prev)
+	c.byLabel[label] = s
+	return label, s, true
 }
 
 // build derives the DNS form of a snapshot. The rotation counter carries

@@ -93,12 +93,14 @@ func (c entryCmds) result() (Entry, error) {
 	return e, nil
 }
 
+// ttlOf reads a PTTL reply: 0 when the key has no TTL or is gone. PTTL
+// says 0 for a key in its last millisecond, which must not read as "no TTL".
 func ttlOf(c *redis.DurationCmd) time.Duration {
 	d, err := c.Result()
 	if err != nil || d < 0 {
 		return 0
 	}
-	return d
+	return max(d, time.Millisecond)
 }
 
 func isWrongType(err error) bool {
@@ -293,7 +295,7 @@ func (s *Store) TTLs(ctx context.Context, keys []string) ([]time.Duration, error
 		case d < 0:
 			out[i] = 0
 		default:
-			out[i] = d
+			out[i] = max(d, time.Millisecond) // 0 is "in its last millisecond"
 		}
 	}
 	return out, nil

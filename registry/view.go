@@ -102,6 +102,25 @@ type entryState struct {
 	lastSeen time.Time
 	// healthExpires is when the health key's TTL runs out.
 	healthExpires time.Time
+	// armed and healthArmed are the times of the one queued expiry item of
+	// each key (zero: none). Deadlines that move later (heartbeats, re-reads)
+	// queue nothing: the armed item re-arms itself when it comes due, which
+	// keeps the queue at about one item per key.
+	armed, healthArmed time.Time
+}
+
+// arm makes sure an expiry item is queued no later than the entry's
+// deadline of the instance key (health false) or the health key.
+func (v *View) arm(service, id string, es *entryState, health bool) {
+	at, armed := es.expires, &es.armed
+	if health {
+		at, armed = es.healthExpires, &es.healthArmed
+	}
+	if at.IsZero() || (!armed.IsZero() && !at.Before(*armed)) {
+		return
+	}
+	*armed = at
+	v.expiry.push(expiryItem{at: at, service: service, id: id, health: health})
 }
 
 // NewView returns a view over the registry. Call Run to fill it.
@@ -148,7 +167,7 @@ func (v *View) Services() []string {
 func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time) {
 	es := &entryState{inst: Instance{Service: service, ID: e.ID}}
 	if old, ok := st.entries[e.ID]; ok {
-		es.lease = old.lease
+		es.lease, es.armed, es.healthArmed = old.lease, old.armed, old.healthArmed
 	}
 	key := v.opts.Keys.Instance(service, e.ID)
 	switch {
@@ -166,7 +185,7 @@ func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time
 	if es.present && e.TTL > 0 {
 		es.expires = readAt.Add(e.TTL)
 		es.lease = max(es.lease, ceilSecond(e.TTL))
-		v.expiry.push(expiryItem{at: es.expires, service: service, id: e.ID})
+		v.arm(service, e.ID, es, false)
 	}
 	if e.HealthData != nil {
 		h, err := DecodeHealth(e.HealthData)
@@ -179,7 +198,7 @@ func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time
 		}
 		if e.HealthTTL > 0 {
 			es.healthExpires = readAt.Add(e.HealthTTL)
-			v.expiry.push(expiryItem{at: es.healthExpires, service: service, id: e.ID, health: true})
+			v.arm(service, e.ID, es, true)
 		}
 	}
 	st.entries[e.ID] = es
@@ -209,8 +228,8 @@ func (v *View) warnOnce(key, reason string) {
 func (v *View) publish(service string) {
 	st := v.services[service]
 	if st == nil || len(st.entries) == 0 {
-		if st != nil || v.hasSnap(service) {
-			delete(v.services, service)
+		delete(v.services, service)
+		if v.hasSnap(service) { // report only what was reported before
 			v.mu.Lock()
 			delete(v.snaps, service)
 			v.mu.Unlock()

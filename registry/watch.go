@@ -178,10 +178,11 @@ func (w *watcher) readAll(ctx context.Context) (int, error) {
 		st := &serviceState{entries: make(map[string]*entryState, len(entries))}
 		if old := v.services[name]; old != nil {
 			st.snap = old.snap
-			// Keep what heartbeats taught us about the lease.
+			// Keep what heartbeats taught us about the lease, and which
+			// expiry items are queued.
 			for _, e := range entries {
 				if oe, ok := old.entries[e.ID]; ok {
-					st.entries[e.ID] = &entryState{lease: oe.lease}
+					st.entries[e.ID] = &entryState{lease: oe.lease, armed: oe.armed, healthArmed: oe.healthArmed}
 				}
 			}
 		}
@@ -321,7 +322,7 @@ func (w *watcher) keyspaceEvent(ctx context.Context, key, op string) error {
 				now := v.opts.Now()
 				es.lastSeen = now
 				es.expires = now.Add(es.lease)
-				v.expiry.push(expiryItem{at: es.expires, service: service, id: id})
+				v.arm(service, id, es, false) // queues nothing while an earlier item is armed
 				return nil
 			}
 			return w.readEntries(ctx, service, []string{id})
@@ -445,9 +446,7 @@ func (w *watcher) setHealth(service, id string, h Health, expires time.Time) {
 	}
 	es.inst.Health = h
 	es.healthExpires = expires
-	if !expires.IsZero() {
-		v.expiry.push(expiryItem{at: expires, service: service, id: id, health: true})
-	}
+	v.arm(service, id, es, true)
 	v.publish(service)
 }
 
@@ -465,7 +464,19 @@ func (w *watcher) expire(ctx context.Context) {
 		if es == nil {
 			continue
 		}
-		if (it.health && it.at.Equal(es.healthExpires)) || (!it.health && es.present && it.at.Equal(es.expires)) {
+		deadline, armed := es.expires, &es.armed
+		if it.health {
+			deadline, armed = es.healthExpires, &es.healthArmed
+		}
+		if !it.at.Equal(*armed) {
+			continue // superseded by an earlier item
+		}
+		*armed = time.Time{}
+		switch {
+		case deadline.IsZero() || (!it.health && !es.present):
+		case deadline.After(now):
+			v.arm(it.service, it.id, es, it.health) // moved by a heartbeat: wait for it
+		default:
 			due = append(due, it)
 		}
 	}
@@ -530,7 +541,7 @@ func (w *watcher) setDeadline(it expiryItem) {
 	} else {
 		es.expires = it.at
 	}
-	w.v.expiry.push(it)
+	w.v.arm(it.service, it.id, es, it.health)
 }
 
 func (w *watcher) entry(service, id string) *entryState {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -121,4 +123,63 @@ func (w *Writer) SetHealth(ctx context.Context, service, id string, status Statu
 // ttlSeconds rounds to whole seconds, as SETEX takes them.
 func ttlSeconds(d time.Duration) time.Duration {
 	return max(d.Round(time.Second), time.Second)
+}
+
+// healthEvent is the health_changed event: the reference events
+// ({"event", "instance_id"}) plus the new status, so a reader that knows only
+// the reference events still sees a well-formed message.
+type healthEvent struct {
+	Event      string `json:"event"`
+	InstanceID string `json:"instance_id"`
+	Status     string `json:"status"`
+}
+
+// PublishHealthChanged publishes {"event": "health_changed", "instance_id":
+// id, "status": status} on the events channel of service. The health checker
+// sends it after writing a health key whose status changed.
+func (w *Writer) PublishHealthChanged(ctx context.Context, service, id string, status Status) error {
+	ev, _ := json.Marshal(healthEvent{"health_changed", id, status.String()})
+	if err := w.client.Publish(ctx, w.keys.Events(service), ev).Err(); err != nil {
+		return fmt.Errorf("publish health of %q/%q: %w", service, id, err)
+	}
+	return nil
+}
+
+// RemoveMembers removes ids from the set of service with one SREM, as the
+// reference discover() does for ids whose instance key has expired. Nothing
+// is published, as in the reference.
+func (w *Writer) RemoveMembers(ctx context.Context, service string, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	members := make([]any, len(ids))
+	for i, id := range ids {
+		members[i] = id
+	}
+	if err := w.client.SRem(ctx, w.keys.Set(service), members...).Err(); err != nil {
+		return fmt.Errorf("remove %d members of service %q: %w", len(ids), service, err)
+	}
+	return nil
+}
+
+// SetHealthAt is SetHealth with checked_at given by the caller, the moment
+// the check was made, instead of read from the writer's clock. The TTL is
+// SetHealth's; the document is byte for byte what the reference's
+// json.dumps writes: {"status": "healthy", "checked_at": 1764090000.123456}.
+func (w *Writer) SetHealthAt(ctx context.Context, service, id string, status Status, checkedAt time.Time, interval time.Duration) error {
+	doc := `{"status": "` + status.String() + `", "checked_at": ` + pythonFloat(unixSeconds(checkedAt)) + `}`
+	if err := w.client.SetEx(ctx, w.keys.Health(service, id), doc, ttlSeconds(3*interval)).Err(); err != nil {
+		return fmt.Errorf("set health of %q/%q: %w", service, id, err)
+	}
+	return nil
+}
+
+// pythonFloat formats f as Python's repr does for the magnitudes of Unix
+// times: the shortest digits that read back as f, with ".0" when whole.
+func pythonFloat(f float64) string {
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.ContainsAny(s, ".eEnN") {
+		s += ".0"
+	}
+	return s
 }

@@ -1,0 +1,235 @@
+package dns
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// UDP is served by several sockets bound to one port with SO_REUSEPORT (the
+// kernel spreads clients over them), each read and written in batches
+// (recvmmsg/sendmmsg through x/net's ReadBatch/WriteBatch) by one goroutine.
+// Each query is tried on the packed fast path first and otherwise answered
+// by the full handler, in the same goroutine: no answer waits on Redis.
+
+// udpBatch is how many datagrams one system call reads or writes at most.
+const udpBatch = 64
+
+// udpReadSize bounds a query; larger datagrams are not queries we answer.
+const udpReadSize = 4096
+
+// batchConn is the part of ipv4.PacketConn and ipv6.PacketConn we use.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// reusePort is a ListenConfig whose sockets share their port.
+var reusePort = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}}
+
+// udpServer serves queries on its sockets until they are closed.
+type udpServer struct {
+	h        *Handler
+	conns    []*net.UDPConn
+	wg       sync.WaitGroup
+	stopping atomic.Bool
+}
+
+func (s *udpServer) start() {
+	for _, c := range s.conns {
+		s.wg.Add(1)
+		go s.serve(c)
+	}
+}
+
+// shutdown stops reading, lets every goroutine write the replies of the
+// batch in hand, and closes the sockets (at the latest when ctx ends).
+func (s *udpServer) shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	for _, c := range s.conns {
+		_ = c.SetReadDeadline(time.Now()) // wakes a blocked ReadBatch
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	for _, c := range s.conns {
+		c.Close()
+	}
+	return err
+}
+
+func (s *udpServer) serve(c *net.UDPConn) {
+	defer s.wg.Done()
+	var bc batchConn = ipv4.NewPacketConn(c)
+	if a, ok := c.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		bc = ipv6.NewPacketConn(c)
+	}
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, udpReadSize)}
+		out[i].Buffers = [][]byte{make([]byte, dns.MaxMsgSize)}
+	}
+	w := &batchWriter{h: s.h, key: make([]byte, 512)}
+	for {
+		n, err := bc.ReadBatch(in, 0)
+		if err != nil {
+			if s.stopping.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // a transient error (e.g. ICMP-induced): keep serving
+		}
+		k := 0
+		for i := range in[:n] {
+			m := &in[i]
+			if m.Flags&unix.MSG_TRUNC != 0 {
+				continue // larger than any query we answer
+			}
+			if l := w.answer(m.Buffers[0][:m.N], out[k].Buffers[0][:cap(out[k].Buffers[0])], m.Addr); l > 0 {
+				out[k].Buffers[0] = out[k].Buffers[0][:l]
+				out[k].Addr = m.Addr
+				k++
+			}
+		}
+		for sent := 0; sent < k; {
+			n, err := bc.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				break // the client is gone, or the socket closed: nothing to retry
+			}
+			sent += n
+		}
+		for i := range out[:k] {
+			out[i].Buffers[0] = out[i].Buffers[0][:cap(out[i].Buffers[0])]
+		}
+	}
+}
+
+// batchWriter answers one datagram into a buffer.
+type batchWriter struct {
+	h   *Handler
+	key []byte
+}
+
+// answer writes the reply to pkt into buf and returns its length; 0 means
+// no reply (a response, a packet without a header: "let them hang", as
+// miekg's server does, since any reply can be used to amplify).
+func (w *batchWriter) answer(pkt, buf []byte, from net.Addr) (n int) {
+	if n := w.h.fastReply(pkt, buf, w.key); n > 0 {
+		return n
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			w.h.log().Error().Interface("panic", p).Msg("query handler panicked")
+			n = w.servfail(pkt, buf)
+		}
+	}()
+	return w.slow(pkt, buf, from)
+}
+
+// slow is the full path, as miekg's server would run it: the same accept
+// rules, then the handler's reply.
+func (w *batchWriter) slow(pkt, buf []byte, from net.Addr) int {
+	if len(pkt) < 12 {
+		return 0
+	}
+	dh := dns.Header{
+		Id: binary.BigEndian.Uint16(pkt), Bits: binary.BigEndian.Uint16(pkt[2:]),
+		Qdcount: binary.BigEndian.Uint16(pkt[4:]), Ancount: binary.BigEndian.Uint16(pkt[6:]),
+		Nscount: binary.BigEndian.Uint16(pkt[8:]), Arcount: binary.BigEndian.Uint16(pkt[10:]),
+	}
+	var m *dns.Msg
+	switch dns.DefaultMsgAcceptFunc(dh) {
+	case dns.MsgIgnore:
+		return 0
+	case dns.MsgReject:
+		m = rejection(dh, dns.RcodeFormatError)
+	case dns.MsgRejectNotImplemented:
+		m = rejection(dh, dns.RcodeNotImplemented)
+	default:
+		req := new(dns.Msg)
+		if err := req.Unpack(pkt); err != nil {
+			m = rejection(dh, dns.RcodeFormatError)
+			break
+		}
+		m = w.h.reply(req, false, addrOf(from))
+	}
+	b, err := m.PackBuffer(buf)
+	if err != nil || len(b) > len(buf) {
+		return 0
+	}
+	if &b[0] != &buf[0] {
+		copy(buf, b)
+	}
+	return len(b)
+}
+
+// rejection is the header-only reply to a query refused before parsing.
+func rejection(dh dns.Header, rcode int) *dns.Msg {
+	m := new(dns.Msg)
+	m.Id = dh.Id
+	m.Response = true
+	m.Opcode = int(dh.Bits>>11) & 0xF
+	if rcode == dns.RcodeFormatError {
+		m.Opcode = dns.OpcodeQuery
+	}
+	m.RecursionDesired = dh.Bits&(1<<8) != 0
+	m.Rcode = rcode
+	return m
+}
+
+func (w *batchWriter) servfail(pkt, buf []byte) int {
+	if len(pkt) < 12 {
+		return 0
+	}
+	m := rejection(dns.Header{Id: binary.BigEndian.Uint16(pkt), Bits: binary.BigEndian.Uint16(pkt[2:])}, dns.RcodeServerFailure)
+	b, err := m.PackBuffer(buf)
+	if err != nil {
+		return 0
+	}
+	copy(buf, b)
+	return len(b)
+}
+
+// listenUDP binds n sockets sharing addr's port (the first decides the port
+// when it is 0).
+func listenUDP(ctx context.Context, addr string, n int) ([]*net.UDPConn, error) {
+	var conns []*net.UDPConn
+	for i := range n {
+		pc, err := reusePort.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, err
+		}
+		conns = append(conns, pc.(*net.UDPConn))
+		if i == 0 {
+			addr = pc.LocalAddr().String()
+		}
+	}
+	return conns, nil
+}
