@@ -30,6 +30,9 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 		return
 	}
+	if tcp && h.writePacked(w, r) {
+		return
+	}
 	_ = w.WriteMsg(h.reply(r, tcp, client)) // a client gone away is not our error
 }
 

@@ -225,10 +225,13 @@ func appendWireName(dst []byte, name string) ([]byte, bool) {
 	return append(dst, buf[:n]...), true
 }
 
-// fastReply answers the query in pkt from the packed table into out and
+// fastReply answers the UDP query in pkt from the packed table into out and
 // returns the reply's length; 0 means "not here: use the full handler".
 // key is scratch space of at least 258 bytes. It allocates nothing.
-func (h *Handler) fastReply(pkt, out, key []byte) int {
+func (h *Handler) fastReply(pkt, out, key []byte) int { return h.packedReply(pkt, out, key, false) }
+
+// packedReply is fastReply for UDP or TCP (no size limit but 64 KiB).
+func (h *Handler) packedReply(pkt, out, key []byte, tcp bool) int {
 	if len(pkt) < 17 || pkt[2]&0xF8 != 0 || pkt[3]&0x0F != 0 || // QR, opcode; rcode
 		binary.BigEndian.Uint32(pkt[4:]) != 1<<16 || pkt[8] != 0 || pkt[9] != 0 || pkt[10] != 0 || pkt[11] > 1 {
 		return 0 // QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 0 or 1
@@ -277,7 +280,7 @@ func (h *Handler) fastReply(pkt, out, key []byte) int {
 			pkt[o+5] != 0 || pkt[o+6] != 0 || pkt[o+9] != 0 || pkt[o+10] != 0 {
 			return 0
 		}
-		if binary.BigEndian.Uint16(pkt[o+3:]) < h.opts.MaxUDPSize {
+		if binary.BigEndian.Uint16(pkt[o+3:]) < h.opts.MaxUDPSize && !tcp {
 			return 0 // a size between 512 and ours: rare, left to the full handler
 		}
 		class, do = sizeEDNS, pkt[o+7]&0x80 != 0
@@ -294,6 +297,10 @@ func (h *Handler) fastReply(pkt, out, key []byte) int {
 			return 0
 		}
 	}
+	withOPT := class == sizeEDNS
+	if tcp {
+		class = sizeTCP
+	}
 	variants := p.variants[class]
 	if len(variants) == 0 {
 		return 0
@@ -308,7 +315,7 @@ func (h *Handler) fastReply(pkt, out, key []byte) int {
 	}
 	v := variants[i]
 	need := len(v)
-	if class == sizeEDNS {
+	if withOPT {
 		need += optLen
 	}
 	if need > len(out) || len(v) < qend {
@@ -322,7 +329,7 @@ func (h *Handler) fastReply(pkt, out, key []byte) int {
 	if at := p.serialAt[class]; at > 0 {
 		binary.BigEndian.PutUint32(out[at:], p.cat.Serial())
 	}
-	if class == sizeEDNS {
+	if withOPT {
 		o := out[n : n+optLen]
 		o[0] = 0
 		binary.BigEndian.PutUint16(o[1:], dns.TypeOPT)
@@ -335,4 +342,28 @@ func (h *Handler) fastReply(pkt, out, key []byte) int {
 		n += optLen
 	}
 	return n
+}
+
+// tcpBuffers hold packed TCP replies while they are written.
+var tcpBuffers = sync.Pool{New: func() any { b := make([]byte, dns.MaxMsgSize); return &b }}
+
+// writePacked answers a TCP query from the packed table, as UDP queries are;
+// false means the full handler must answer it.
+func (h *Handler) writePacked(w dns.ResponseWriter, r *dns.Msg) bool {
+	if len(r.Question) != 1 {
+		return false
+	}
+	pkt, err := r.Pack() // the question as asked, to copy its spelling from
+	if err != nil {
+		return false
+	}
+	bp := tcpBuffers.Get().(*[]byte)
+	defer tcpBuffers.Put(bp)
+	var key [258]byte
+	n := h.packedReply(pkt, *bp, key[:], true)
+	if n == 0 {
+		return false
+	}
+	_, _ = w.Write((*bp)[:n]) // a client gone away is not our error
+	return true
 }

@@ -189,3 +189,29 @@ func BenchmarkFastReply(b *testing.B) {
 		}
 	})
 }
+
+// Over TCP the packed answers are whole: no TC, every record.
+func TestPackedReplyTCP(t *testing.T) {
+	t.Parallel()
+	h := packedFixture(t, balance.Weighted)
+	out, key := make([]byte, dns.MaxMsgSize), make([]byte, 512)
+	for _, edns := range []uint16{0, 512, 4096} {
+		q := new(dns.Msg).SetQuestion("Many.service.local.", dns.TypeSRV)
+		if edns > 0 {
+			q.SetEdns0(edns, false)
+		}
+		pkt, err := q.Pack()
+		require.NoError(t, err)
+		n := h.packedReply(pkt, out, key, true)
+		require.NotZero(t, n)
+		got := new(dns.Msg)
+		require.NoError(t, got.Unpack(out[:n]))
+		want := h.reply(q, true, netip.Addr{})
+		require.False(t, got.Truncated)
+		require.Equal(t, want.MsgHdr, got.MsgHdr)
+		require.Equal(t, q.Question, got.Question)
+		require.Equal(t, sortedRRs(want.Answer), sortedRRs(got.Answer))
+		require.Len(t, got.Answer, 60)
+		require.Equal(t, want.IsEdns0() != nil, got.IsEdns0() != nil)
+	}
+}
