@@ -15,6 +15,8 @@ const (
 	StatusUnknown Status = iota
 	StatusHealthy
 	StatusUnhealthy
+	// StatusDraining: finishing its connections, taking no new ones.
+	StatusDraining
 )
 
 func (s Status) String() string {
@@ -23,6 +25,8 @@ func (s Status) String() string {
 		return "healthy"
 	case StatusUnhealthy:
 		return "unhealthy"
+	case StatusDraining:
+		return "draining"
 	default:
 		return "unknown"
 	}
@@ -53,6 +57,8 @@ func DecodeHealth(data []byte) (Health, error) {
 		h.Status = StatusHealthy
 	case "unhealthy":
 		h.Status = StatusUnhealthy
+	case "draining":
+		h.Status = StatusDraining
 	}
 	return h, nil
 }
@@ -96,7 +102,12 @@ func (m HealthMode) String() string {
 }
 
 // Serves reports whether an instance with status s is served in mode m.
+// A draining instance is served in every mode (with weight 0, see
+// Instance.Draining), so its connections can finish.
 func (m HealthMode) Serves(s Status) bool {
+	if s == StatusDraining {
+		return true
+	}
 	switch m {
 	case ModeAny:
 		return true

@@ -40,6 +40,34 @@ type Instance struct {
 	RegisteredAt  time.Time
 	LastHeartbeat time.Time
 	Health        Health
+	// LeaseEnds is set when the instance key's TTL runs out soon (within
+	// Options.LeaseWarning) and no heartbeat has renewed it yet: answers
+	// should not be cached past it. Zero otherwise.
+	LeaseEnds time.Time
+}
+
+// Draining reports whether the instance finishes its connections and takes
+// no new ones: metadata "draining" true, or health status draining.
+func (in *Instance) Draining() bool {
+	if in.Health.Status == StatusDraining {
+		return true
+	}
+	switch strings.ToLower(in.Meta["draining"]) {
+	case "true", "1", "yes", "on":
+		return true
+	}
+	return false
+}
+
+// HasTag reports whether metadata "tags" holds tag (ASCII case-insensitive,
+// as DNS names are).
+func (in *Instance) HasTag(tag string) bool {
+	for _, t := range in.Tags {
+		if strings.EqualFold(t, tag) {
+			return true
+		}
+	}
+	return false
 }
 
 // IsName reports whether the instance's host is a name rather than an address.
@@ -49,7 +77,8 @@ func (in *Instance) IsName() bool { return !in.Addr.IsValid() }
 // on every heartbeat and must not count as a change.
 func (in *Instance) sameServing(b *Instance) bool {
 	if in.ID != b.ID || in.Host != b.Host || in.Port != b.Port || in.Weight != b.Weight ||
-		in.Priority != b.Priority || in.Health.Status != b.Health.Status || len(in.Meta) != len(b.Meta) {
+		in.Priority != b.Priority || in.Health.Status != b.Health.Status || len(in.Meta) != len(b.Meta) ||
+		!in.LeaseEnds.Equal(b.LeaseEnds) {
 		return false
 	}
 	for k, v := range in.Meta {

@@ -7,8 +7,12 @@ type Service struct {
 	// Instances are every live instance (instance key present and valid),
 	// sorted by id.
 	Instances []Instance
-	// Serving are the instances the health mode serves, sorted by id.
+	// Serving are the instances the health mode serves, sorted by id; in
+	// panic mode every live instance.
 	Serving []Instance
+	// Panic is set when too few live instances are healthy (under
+	// Options.PanicThreshold) and every live instance is served.
+	Panic bool
 }
 
 // Instance returns the live instance with the given id.

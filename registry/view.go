@@ -35,6 +35,13 @@ type Options struct {
 	PollInterval time.Duration
 	// Timeout bounds every Redis call the view makes (default 2s).
 	Timeout time.Duration
+	// PanicThreshold: when fewer than this share of a service's live
+	// instances are healthy, serve all of them rather than overload the few
+	// (Envoy's panic mode). 0 turns it off (the default).
+	PanicThreshold float64
+	// LeaseWarning: an instance whose key's TTL runs out within this without
+	// a heartbeat is reported with Instance.LeaseEnds set (0: off).
+	LeaseWarning time.Duration
 	// OnChange is called, from the view's own goroutine, after a service
 	// changed; svc is nil when the service no longer exists. It must not block.
 	OnChange func(name string, svc *Service)
@@ -73,6 +80,8 @@ type View struct {
 	log   zerolog.Logger
 
 	synced atomic.Bool
+	// panics counts the times a service entered panic mode.
+	panics atomic.Uint64
 	// mu guards snaps, the published snapshots read by other goroutines.
 	mu    sync.RWMutex
 	snaps map[string]*Service
@@ -102,6 +111,8 @@ type entryState struct {
 	lastSeen time.Time
 	// healthExpires is when the health key's TTL runs out.
 	healthExpires time.Time
+	// warned is set once LeaseEnds was reported for the current deadline.
+	warned bool
 	// armed and healthArmed are the times of the one queued expiry item of
 	// each key (zero: none). Deadlines that move later (heartbeats, re-reads)
 	// queue nothing: the armed item re-arms itself when it comes due, which
@@ -112,7 +123,7 @@ type entryState struct {
 // arm makes sure an expiry item is queued no later than the entry's
 // deadline of the instance key (health false) or the health key.
 func (v *View) arm(service, id string, es *entryState, health bool) {
-	at, armed := es.expires, &es.armed
+	at, armed := v.alarm(es), &es.armed
 	if health {
 		at, armed = es.healthExpires, &es.healthArmed
 	}
@@ -183,7 +194,7 @@ func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time
 	}
 	v.warnOnce(key, es.bad)
 	if es.present && e.TTL > 0 {
-		es.expires = readAt.Add(e.TTL)
+		v.setExpires(es, readAt.Add(e.TTL), readAt)
 		es.lease = max(es.lease, ceilSecond(e.TTL))
 		v.arm(service, e.ID, es, false)
 	}
@@ -203,6 +214,33 @@ func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time
 	}
 	st.entries[e.ID] = es
 }
+
+// alarm is when the instance key next needs attention: LeaseWarning before
+// its deadline (to report LeaseEnds), then at the deadline.
+func (v *View) alarm(es *entryState) time.Time {
+	if es.expires.IsZero() || v.opts.LeaseWarning <= 0 || es.warned {
+		return es.expires
+	}
+	return es.expires.Add(-v.opts.LeaseWarning)
+}
+
+// setExpires moves the instance key's deadline, renewing a reported
+// LeaseEnds when the new deadline is far enough; it reports whether the
+// snapshot changed.
+func (v *View) setExpires(es *entryState, at, now time.Time) bool {
+	es.expires = at
+	if v.opts.LeaseWarning > 0 && !at.IsZero() && at.Sub(now) <= v.opts.LeaseWarning {
+		changed := !es.warned
+		es.warned, es.inst.LeaseEnds = true, at
+		return changed
+	}
+	changed := es.warned
+	es.warned, es.inst.LeaseEnds = false, time.Time{}
+	return changed
+}
+
+// PanicCount is how many times a service entered panic mode.
+func (v *View) PanicCount() uint64 { return v.panics.Load() }
 
 // ceilSecond rounds d up to whole seconds: writers set TTLs in seconds
 // (SETEX), and a lease guessed short only costs an early TTL check.
@@ -244,10 +282,29 @@ func (v *View) publish(service string) {
 		}
 	}
 	slices.SortFunc(snap.Instances, func(a, b Instance) int { return cmp.Compare(a.ID, b.ID) })
+	healthy := 0
 	for _, in := range snap.Instances {
+		if in.Health.Status == StatusHealthy {
+			healthy++
+		}
 		if v.opts.Mode.Serves(in.Health.Status) {
 			snap.Serving = append(snap.Serving, in)
 		}
+	}
+	if t := v.opts.PanicThreshold; t > 0 && len(snap.Instances) > 0 && float64(healthy) < t*float64(len(snap.Instances)) {
+		snap.Panic, snap.Serving = true, snap.Instances
+	}
+	wasPanic := st.snap != nil && st.snap.Panic
+	if snap.Panic != wasPanic {
+		ev := v.log.Warn()
+		if snap.Panic {
+			v.panics.Add(1)
+		} else {
+			ev = v.log.Info()
+		}
+		ev.Str("service", service).Bool("panic", snap.Panic).Int("healthy", healthy).
+			Int("live", len(snap.Instances)).Float64("threshold", v.opts.PanicThreshold).
+			Msg("panic mode: too few healthy instances, serving every live one")
 	}
 	if st.snap != nil && sameService(st.snap, snap) {
 		return
@@ -267,7 +324,7 @@ func (v *View) hasSnap(service string) bool {
 }
 
 func sameService(a, b *Service) bool {
-	if len(a.Instances) != len(b.Instances) || len(a.Serving) != len(b.Serving) {
+	if len(a.Instances) != len(b.Instances) || len(a.Serving) != len(b.Serving) || a.Panic != b.Panic {
 		return false
 	}
 	for i := range a.Instances {

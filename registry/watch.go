@@ -321,8 +321,11 @@ func (w *watcher) keyspaceEvent(ctx context.Context, key, op string) error {
 				// A heartbeat: same document, new TTL. No read, no change.
 				now := v.opts.Now()
 				es.lastSeen = now
-				es.expires = now.Add(es.lease)
+				changed := v.setExpires(es, now.Add(es.lease), now)
 				v.arm(service, id, es, false) // queues nothing while an earlier item is armed
+				if changed {
+					v.publish(service) // a late heartbeat: the lease is no longer ending
+				}
 				return nil
 			}
 			return w.readEntries(ctx, service, []string{id})
@@ -459,12 +462,18 @@ func (w *watcher) expire(ctx context.Context) {
 	v := w.v
 	now := v.opts.Now()
 	var due []expiryItem
+	warned := map[string]bool{}
+	defer func() {
+		for svc := range warned {
+			v.publish(svc)
+		}
+	}()
 	for _, it := range v.expiry.popDue(now) {
 		es := w.entry(it.service, it.id)
 		if es == nil {
 			continue
 		}
-		deadline, armed := es.expires, &es.armed
+		deadline, armed := v.alarm(es), &es.armed
 		if it.health {
 			deadline, armed = es.healthExpires, &es.healthArmed
 		}
@@ -476,6 +485,12 @@ func (w *watcher) expire(ctx context.Context) {
 		case deadline.IsZero() || (!it.health && !es.present):
 		case deadline.After(now):
 			v.arm(it.service, it.id, es, it.health) // moved by a heartbeat: wait for it
+		case !it.health && es.expires.After(now):
+			// Lease warning: report the lease ending, then wait for the end.
+			if v.setExpires(es, es.expires, now) {
+				warned[it.service] = true
+			}
+			v.arm(it.service, it.id, es, false)
 		default:
 			due = append(due, it)
 		}
@@ -518,8 +533,8 @@ func (w *watcher) expire(ctx context.Context) {
 		case ttl == 0: // persisted: no deadline any more
 			if it.health {
 				es.healthExpires = time.Time{}
-			} else {
-				es.expires = time.Time{}
+			} else if v.setExpires(es, time.Time{}, now) {
+				changed[it.service] = true
 			}
 		default: // renewed by a write we did not see (or a lease guessed short)
 			if !it.health && !es.lastSeen.IsZero() {
@@ -538,8 +553,8 @@ func (w *watcher) setDeadline(it expiryItem) {
 	es := w.entry(it.service, it.id)
 	if it.health {
 		es.healthExpires = it.at
-	} else {
-		es.expires = it.at
+	} else if w.v.setExpires(es, it.at, w.v.opts.Now()) {
+		defer w.v.publish(it.service)
 	}
 	w.v.arm(it.service, it.id, es, it.health)
 }

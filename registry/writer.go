@@ -95,11 +95,21 @@ func (w *Writer) Heartbeat(ctx context.Context, service, id string, ttl time.Dur
 	if err != nil {
 		return false, fmt.Errorf("heartbeat %q/%q: %w", service, id, err)
 	}
-	var doc map[string]any
+	// Only last_heartbeat changes: the other fields keep the reference order
+	// and their exact text (numbers included).
+	var doc struct {
+		ServiceName   json.RawMessage `json:"service_name"`
+		InstanceID    json.RawMessage `json:"instance_id"`
+		Host          json.RawMessage `json:"host"`
+		Port          json.RawMessage `json:"port"`
+		Metadata      json.RawMessage `json:"metadata"`
+		RegisteredAt  json.RawMessage `json:"registered_at"`
+		LastHeartbeat float64         `json:"last_heartbeat"`
+	}
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return false, fmt.Errorf("heartbeat %q/%q: decode: %w", service, id, err)
 	}
-	doc["last_heartbeat"] = unixSeconds(w.now())
+	doc.LastHeartbeat = unixSeconds(w.now())
 	out, err := json.Marshal(doc)
 	if err != nil {
 		return false, fmt.Errorf("heartbeat %q/%q: encode: %w", service, id, err)
