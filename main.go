@@ -34,6 +34,10 @@ const usage = `regdns: authoritative DNS for a Redis service registry
 Usage:
   regdns serve [flags]   serve DNS from the registry in Redis
   regdns dev [flags]     try it out: an embedded registry with demo services
+  regdns register        register one instance and keep it alive: a sidecar
+  regdns list [SERVICE]  the registry's instances with health, age and TTL
+  regdns watch [SERVICE] follow registry events live
+  regdns health [flags]  probe every instance, write health:<service>:<id>
   regdns help            this text
 
 Run 'regdns serve -h' or 'regdns dev -h' for their flags.
@@ -57,6 +61,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = serveCmd(ctx, args[1:], getenv, stderr)
 	case "dev":
 		err = devCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "register":
+		err = registerCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "list":
+		err = listCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "watch":
+		err = watchCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "health":
+		err = healthCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -221,35 +233,91 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 	}
 	defer client.Close()
 
-	var view *registry.View
-	cat := regdns.NewCatalog(func() bool { return view.Synced() }, log.With().Str("component", "dns").Logger())
-	view = registry.NewView(registry.Options{
-		Client:         client,
-		DB:             ropts.DB,
-		Keys:           keysOf(cfg),
-		Mode:           mode,
-		KeyspaceEvents: cfg.Redis.KeyspaceEvents,
-		MaxAge:         cfg.Cache.MaxAge.Duration,
-		PollInterval:   cfg.Cache.PollInterval.Duration,
-		Timeout:        cfg.Redis.Timeout.Duration,
-		OnChange:       cat.Update,
-		Logger:         log.With().Str("component", "registry").Logger(),
-	})
+	// One registry view and one catalog per zone: each zone reads its own
+	// key prefixes of the same Redis.
+	newZone := func(keys registry.Keys) (*registry.View, *regdns.Catalog) {
+		var view *registry.View
+		cat := regdns.NewCatalog(func() bool { return view.Synced() }, log.With().Str("component", "dns").Logger())
+		view = registry.NewView(registry.Options{
+			Client:         client,
+			DB:             ropts.DB,
+			Keys:           keys,
+			Mode:           mode,
+			KeyspaceEvents: cfg.Redis.KeyspaceEvents,
+			MaxAge:         cfg.Cache.MaxAge.Duration,
+			PollInterval:   cfg.Cache.PollInterval.Duration,
+			Timeout:        cfg.Redis.Timeout.Duration,
+			PanicThreshold: cfg.Health.PanicThreshold,
+			// Answers must not be cached past a lease: warn when one ends
+			// within the answer TTL.
+			LeaseWarning: cfg.DNS.TTL.Duration,
+			OnChange:     cat.Update,
+			Logger:       log.With().Str("component", "registry").Str("prefix", keys.Prefix).Logger(),
+		})
+		return view, cat
+	}
+	view, cat := newZone(keysOf(cfg))
+	views := []*registry.View{view}
+	var extra []regdns.Zone
+	for _, z := range cfg.Zones {
+		prefix, healthPrefix := z.ZonePrefixes()
+		v, c := newZone(registry.Keys{Prefix: prefix, HealthPrefix: healthPrefix})
+		views = append(views, v)
+		extra = append(extra, regdns.Zone{Name: z.Name, Catalog: c})
+	}
 	var nsAddrs []netip.Addr
 	if ap, err := netip.ParseAddrPort(cfg.DNS.Listen); err == nil && !ap.Addr().IsUnspecified() {
 		nsAddrs = append(nsAddrs, ap.Addr())
 	}
+	transferFrom, err := config.Prefixes(cfg.DNS.TransferAllow)
+	if err != nil {
+		return fmt.Errorf("dns.transfer_allow: %w", err)
+	}
+	var forwarder *regdns.Forwarder
+	if len(cfg.DNS.Forward) > 0 {
+		allow, err := config.Prefixes(cfg.DNS.ForwardAllow)
+		if err != nil {
+			return fmt.Errorf("dns.forward_allow: %w", err)
+		}
+		forwarder = regdns.NewForwarder(regdns.ForwarderOptions{
+			Upstreams: cfg.DNS.Forward, Allow: allow, CacheSize: cfg.DNS.ForwardCacheSize,
+			Timeout: cfg.Redis.Timeout.Duration,
+		})
+	}
+	var clientZones []regdns.ClientZone
+	for network, zone := range cfg.Balance.ClientZones {
+		p, err := config.Prefixes([]string{network})
+		if err != nil {
+			return fmt.Errorf("balance.client_zones: %w", err)
+		}
+		clientZones = append(clientZones, regdns.ClientZone{Prefix: p[0], Zone: zone})
+	}
 	handler := regdns.NewHandler(cat, regdns.Options{
-		Zone:        cfg.DNS.Zone,
-		TTL:         seconds(cfg.DNS.TTL.Duration),
-		NegativeTTL: seconds(cfg.DNS.NegativeTTL.Duration),
-		Strategy:    strategy,
-		Strategies:  perService,
-		NS:          cfg.DNS.NS,
-		NSAddrs:     nsAddrs,
-		MaxUDPSize:  uint16(cfg.DNS.MaxUDPSize),
+		Zone:         cfg.DNS.Zone,
+		ExtraZones:   extra,
+		TTL:          seconds(cfg.DNS.TTL.Duration),
+		NegativeTTL:  seconds(cfg.DNS.NegativeTTL.Duration),
+		Strategy:     strategy,
+		Strategies:   perService,
+		MaxAnswers:   cfg.DNS.MaxAnswers,
+		NS:           cfg.DNS.NS,
+		NSAddrs:      nsAddrs,
+		MaxUDPSize:   uint16(cfg.DNS.MaxUDPSize),
+		TransferFrom: transferFrom,
+		Forwarder:    forwarder,
+		Explain:      cfg.DNS.Explain,
+		TTLFloor:     seconds(cfg.DNS.TTLFloor.Duration),
+		MaxTXT:       cfg.DNS.MaxTXT,
+		LocalityKey:  cfg.Balance.LocalityKey,
+		ClientZones:  clientZones,
+		// Validate keeps both within 0..65535.
+		UnknownPriority:   uint16(cfg.Health.UnknownPriority),
+		UnhealthyPriority: uint16(cfg.Health.UnhealthyPriority),
 	})
-	srv := regdns.NewServer(regdns.ServerOptions{Addr: cfg.DNS.Listen, Handler: handler})
+	srv := regdns.NewServer(regdns.ServerOptions{
+		Addr: cfg.DNS.Listen, Handler: handler, MaxTCPConnections: cfg.DNS.MaxTCPConnections,
+		IdleTimeout: cfg.DNS.TCPIdleTimeout.Duration, ReadTimeout: cfg.DNS.TCPReadTimeout.Duration,
+	})
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -261,7 +329,9 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return view.Run(gctx) })
+	for _, v := range views {
+		g.Go(func() error { return v.Run(gctx) })
+	}
 	g.Go(func() error {
 		select {
 		case <-gctx.Done():

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -54,6 +55,33 @@ type Options struct {
 	Forwarder *Forwarder
 	// Rand is the random source of weighted and random orders (default math/rand/v2).
 	Rand balance.Rand
+	// Explain answers _explain.<service>.<zone> TXT: why each instance is
+	// served or not. Off by default: it reveals the registry.
+	Explain bool
+	// UnknownPriority and UnhealthyPriority are added to the SRV priority of
+	// instances served with unknown health (healthy_or_unknown mode) and
+	// unhealthy ones (any mode, panic mode), so clients try healthy ones
+	// first; A/AAAA answers list healthy ones first.
+	UnknownPriority, UnhealthyPriority uint16
+	// LocalityKey is the metadata key naming an instance's zone (e.g.
+	// "zone"); with ClientZones, same-zone instances come first.
+	LocalityKey string
+	// ClientZones maps client networks to zones; an EDNS Client Subnet
+	// option is used in place of the client's address when present.
+	ClientZones []ClientZone
+	// TTLFloor is the smallest TTL an answer gets when it is cut short by
+	// an instance's lease running out (default 1).
+	TTLFloor uint32
+	// MaxTXT bounds the metadata TXT of one instance, in octets (default 4000).
+	MaxTXT int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// ClientZone says that clients in Prefix are in Zone.
+type ClientZone struct {
+	Prefix netip.Prefix
+	Zone   string
 }
 
 func (o *Options) setDefaults() {
@@ -74,6 +102,15 @@ func (o *Options) setDefaults() {
 	}
 	if o.Rand == nil {
 		o.Rand = globalRand{}
+	}
+	if o.TTLFloor == 0 {
+		o.TTLFloor = 1
+	}
+	if o.MaxTXT <= 0 {
+		o.MaxTXT = 4000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 }
 
@@ -117,6 +154,9 @@ type answer struct {
 	orderLen int
 	// strategy is the one that ordered it.
 	strategy balance.Strategy
+	// perClient is set when the answer depends on who asks (locality,
+	// sticky order) or on the time (a lease running out): it is not packed.
+	perClient bool
 }
 
 // live asks for the order of this response: round-robin turns, random
@@ -124,17 +164,26 @@ type answer struct {
 // which is how answers are packed ahead of queries (see packed.go).
 const live = -1
 
-// Answer builds the authoritative reply to a query. It does not truncate,
-// add OPT or forward: that depends on the transport and the client (see
-// ServeDNS).
+// query is one question being answered.
+type query struct {
+	dns.Question
+	z       *zone
+	variant int
+	client  client
+	now     time.Time
+}
+
+// Answer builds the authoritative reply to a query from an unknown client.
+// It does not truncate, add OPT or forward: that depends on the transport
+// and the client (see ServeDNS).
 func (h *Handler) Answer(r *dns.Msg) *dns.Msg {
-	m, _ := h.answer(r, live)
+	m, _ := h.answer(r, live, client{})
 	return m
 }
 
-// answer is Answer with the order variant; it also returns how the answer
-// was ordered.
-func (h *Handler) answer(r *dns.Msg, variant int) (*dns.Msg, answer) {
+// answer is Answer with the order variant and the client; it also returns
+// how the answer was made.
+func (h *Handler) answer(r *dns.Msg, variant int, c client) (*dns.Msg, answer) {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	switch {
@@ -145,7 +194,7 @@ func (h *Handler) answer(r *dns.Msg, variant int) (*dns.Msg, answer) {
 		m.Rcode = dns.RcodeFormatError
 		return m, answer{}
 	}
-	q := r.Question[0]
+	q := &query{Question: r.Question[0], variant: variant, client: c, now: h.opts.Now()}
 	if q.Qclass != dns.ClassINET {
 		m.Rcode = dns.RcodeRefused
 		return m, answer{}
@@ -155,7 +204,9 @@ func (h *Handler) answer(r *dns.Msg, variant int) (*dns.Msg, answer) {
 		m.Rcode = dns.RcodeRefused
 		return m, answer{}
 	}
-	a, err := h.resolve(z, labels, q, variant)
+	q.z = z
+	a, err := h.resolve(q, labels)
+	// The one place outcomes become rcodes.
 	switch {
 	case errors.Is(err, errRefused):
 		m.Rcode = dns.RcodeRefused
@@ -181,13 +232,12 @@ func (h *Handler) soa(z *zone) dns.RR {
 	return newSOA(z.name, z.ns, z.cat.Serial(), h.opts.NegativeTTL)
 }
 
-// resolve dispatches on the shape of the name below its zone.
-func (h *Handler) resolve(z *zone, labels []string, q dns.Question, variant int) (answer, error) {
+func (h *Handler) resolve(q *query, labels []string) (answer, error) {
 	switch q.Qtype {
 	case dns.TypeAXFR, dns.TypeIXFR:
 		return answer{}, errRefused // transfers are served by ServeDNS, over TCP, to allowed clients
 	}
-	a, err := h.lookup(z, labels, q, variant)
+	a, err := h.lookup(q, labels)
 	if q.Qtype == dns.TypeANY && err == nil {
 		// RFC 8482: a small honest answer to ANY, never everything we have.
 		return answer{answer: []dns.RR{newHINFO(q.Name, h.opts.TTL)}}, nil
@@ -195,45 +245,67 @@ func (h *Handler) resolve(z *zone, labels []string, q dns.Question, variant int)
 	return a, err
 }
 
-func (h *Handler) lookup(z *zone, labels []string, q dns.Question, variant int) (answer, error) {
-	switch len(labels) {
-	case 0:
-		return h.apex(z, q)
-	case 1:
-		if s, ok := z.cat.lookup(labels[0]); ok {
-			return h.service(q, z, s, "", variant)
-		}
-		if labels[0] == "_tcp" || labels[0] == "_udp" {
-			return answer{}, errNoData // empty non-terminal above _svc._tcp
-		}
-		if labels[0] == z.nsLabel && z == h.zones[0] && len(h.opts.NSAddrs) > 0 {
-			return h.nsAddrs(q.Name, q.Qtype)
-		}
-	case 2:
-		if svc, ok := strings.CutPrefix(labels[0], "_"); ok && (labels[1] == "_tcp" || labels[1] == "_udp") {
-			if s, ok := z.cat.lookup(svc); ok {
-				return h.service(q, z, s, labels[1][1:], variant)
-			}
-			break
-		}
-		if s, ok := z.cat.lookup(labels[1]); ok {
-			if a, err := h.instance(q, s, labels[0]); !errors.Is(err, errNXDomain) || z.cat.Synced() {
-				return a, err
-			}
-			return answer{}, errNotSynced // an instance registered while we were away
-		}
-	default:
-		if _, ok := z.cat.lookup(labels[len(labels)-1]); ok && z.cat.Synced() {
-			return answer{}, errNXDomain
-		}
-	}
+// notFound is the outcome for a name the catalog does not know: it does not
+// exist, unless the view is out of sync, when it may.
+func notFound(z *zone) error {
 	if !z.cat.Synced() {
-		return answer{}, errNotSynced
+		return errNotSynced
 	}
-	return answer{}, errNXDomain
+	return errNXDomain
 }
 
-func (h *Handler) apex(z *zone, q dns.Question) (answer, error) {
+// lookup dispatches on the shape of the name below its zone (see doc.go).
+func (h *Handler) lookup(q *query, labels []string) (answer, error) {
+	z, n := q.z, len(labels)
+	switch {
+	case n == 0:
+		return h.apex(q)
+	case n == 3 && labels[0] == "_services" && labels[1] == "_dns-sd" && labels[2] == "_udp":
+		return h.enumerate(q)
+	case n == 2 && labels[0] == "_dns-sd" && labels[1] == "_udp",
+		n == 1 && (labels[0] == "_tcp" || labels[0] == "_udp"):
+		return answer{}, errNoData // empty non-terminals
+	case n >= 2 && (labels[n-1] == "_tcp" || labels[n-1] == "_udp"):
+		// _<service>._<proto>: RFC 2782 SRV and DNS-SD browsing.
+		label, ok := strings.CutPrefix(labels[n-2], "_")
+		s, found := z.cat.lookup(label)
+		if !ok || !found {
+			return answer{}, notFound(z)
+		}
+		proto := labels[n-1][1:]
+		switch n {
+		case 2:
+			return h.serviceType(q, s, proto)
+		case 3:
+			return h.dnssdInstance(q, s, proto, labels[0])
+		}
+		return answer{}, errNXDomain
+	}
+	s, ok := z.cat.lookup(labels[n-1])
+	if !ok {
+		if n == 1 && labels[0] == z.nsLabel && z == h.zones[0] && len(h.opts.NSAddrs) > 0 {
+			return h.nsAddrs(q)
+		}
+		return answer{}, notFound(z)
+	}
+	below := labels[:n-1]
+	switch {
+	case len(below) == 0:
+		return h.service(q, s, selection{})
+	case len(below) == 1 && s.live[below[0]] != nil:
+		return h.instance(q, s, s.live[below[0]]) // an instance id wins over a tag
+	case len(below) == 1 && below[0] == "_explain" && h.opts.Explain:
+		return h.explain(q, s)
+	case s.live[below[len(below)-1]] != nil:
+		return answer{}, errNXDomain // nothing lives below an instance
+	case len(below) == 3 && below[2] == "meta":
+		return h.service(q, s, selection{metaKey: below[1], metaValue: below[0]})
+	}
+	return h.service(q, s, selection{tags: below})
+}
+
+func (h *Handler) apex(q *query) (answer, error) {
+	z := q.z
 	switch q.Qtype {
 	case dns.TypeSOA, dns.TypeANY:
 		return answer{answer: []dns.RR{h.soa(z)}}, nil
@@ -249,121 +321,48 @@ func (h *Handler) apex(z *zone, q dns.Question) (answer, error) {
 	return answer{}, errNoData
 }
 
-func (h *Handler) nsAddrs(owner string, qtype uint16) (answer, error) {
+func (h *Handler) nsAddrs(q *query) (answer, error) {
 	var a answer
 	for _, addr := range h.opts.NSAddrs {
-		if qtype == familyType(addr) || qtype == dns.TypeANY {
-			a.answer = append(a.answer, newAddr(owner, h.opts.TTL, addr))
+		if q.Qtype == familyType(addr) || q.Qtype == dns.TypeANY {
+			a.answer = append(a.answer, newAddr(q.Name, h.opts.TTL, addr))
 		}
 	}
 	return a, nil
 }
 
-// service answers <service>.<zone> (proto "") and _<service>._<proto>.<zone>.
-func (h *Handler) service(q dns.Question, z *zone, s *service, proto string, variant int) (answer, error) {
-	var picked []*registry.Instance
-	for _, in := range s.serving {
-		if proto == "" || protocol(in) == proto {
-			picked = append(picked, in)
-		}
-	}
-	ttl := h.opts.TTL
-	switch q.Qtype {
-	case dns.TypeSRV, dns.TypeANY:
-		order, strategy := h.order(s, picked, variant)
-		a := answer{orderLen: len(order), strategy: strategy}
-		seen := make(map[dns.SRV]bool, len(order))
-		for _, i := range order {
-			in := picked[i]
-			target := h.target(z, s, in)
-			srv := newSRV(q.Name, ttl, in.Priority, in.Weight, in.Port, target)
-			// Instances sharing host, port, priority and weight would repeat a
-			// record; an RRset holds no duplicates (RFC 2181 5).
-			if key := *srv; seen[key] {
-				continue
-			} else {
-				seen[key] = true
-			}
-			a.answer = append(a.answer, srv)
-			if !in.IsName() {
-				a.extra = append(a.extra, newAddr(target, ttl, in.Addr))
-			}
-		}
-		return a, nil
-	case dns.TypeA, dns.TypeAAAA:
-		if proto != "" {
-			return answer{}, errNoData
-		}
-		var family []*registry.Instance
-		for _, in := range picked {
-			if !in.IsName() && familyType(in.Addr) == q.Qtype {
-				family = append(family, in)
-			}
-		}
-		order, strategy := h.order(s, family, variant)
-		a := answer{orderLen: len(order), strategy: strategy}
-		seen := make(map[netip.Addr]bool, len(family))
-		for _, i := range order {
-			in := family[i]
-			if seen[in.Addr] {
-				continue // an RRset holds no duplicates (RFC 2181 5)
-			}
-			if len(a.answer) == h.opts.MaxAnswers {
-				break // the strategy chose which: the first in its order
-			}
-			seen[in.Addr] = true
-			a.answer = append(a.answer, newAddr(q.Name, ttl, in.Addr))
-		}
-		return a, nil
-	}
-	return answer{}, errNoData
-}
-
-// target is the SRV target of an instance: its own name in the zone, or its
-// host name when it registered one.
-func (h *Handler) target(z *zone, s *service, in *registry.Instance) string {
-	if in.IsName() {
-		return dns.Fqdn(in.Host)
-	}
-	return fold(in.ID) + "." + s.label + "." + z.name
-}
-
-// order returns the order of picked for this response (variant live) or
-// the fixed order number variant, and the strategy that made it.
-func (h *Handler) order(s *service, picked []*registry.Instance, variant int) ([]int, balance.Strategy) {
-	order := make([]int, len(picked))
-	strategy, ok := h.opts.Strategies[s.name]
-	if !ok {
-		strategy = h.opts.Strategy
-	}
-	var weights []uint16
-	if strategy == balance.Weighted {
-		weights = make([]uint16, len(picked))
-		for i, in := range picked {
-			weights[i] = in.Weight
-		}
-	}
-	if variant == live {
-		balance.Order(strategy, order, s.turn.Add(1)-1, weights, h.opts.Rand)
-	} else {
-		// Variant v: rotation v, or the v-th of a fixed series of draws.
-		balance.Order(strategy, order, uint64(variant), weights, rand.New(rand.NewPCG(uint64(variant), 0x5eed)))
-	}
-	return order, strategy
-}
-
 // instance answers <id>.<service>.<zone>.
-func (h *Handler) instance(q dns.Question, s *service, id string) (answer, error) {
-	in, ok := s.live[id]
-	if !ok {
-		return answer{}, errNXDomain
-	}
-	if in.IsName() {
+func (h *Handler) instance(q *query, s *service, in *registry.Instance) (answer, error) {
+	ttl, bound := h.ttl(q, in)
+	a := answer{perClient: bound}
+	switch {
+	case in.IsName():
 		// The name is an alias of the host the instance registered.
-		return answer{answer: []dns.RR{newCNAME(q.Name, h.opts.TTL, dns.Fqdn(in.Host))}}, nil
+		a.answer = []dns.RR{newCNAME(q.Name, ttl, dns.Fqdn(in.Host))}
+	case q.Qtype == familyType(in.Addr) || q.Qtype == dns.TypeANY:
+		a.answer = []dns.RR{newAddr(q.Name, ttl, in.Addr)}
+	case q.Qtype == dns.TypeTXT:
+		a.answer = h.metaTXT(q.Name, ttl, in, false)
 	}
-	if q.Qtype == familyType(in.Addr) || q.Qtype == dns.TypeANY {
-		return answer{answer: []dns.RR{newAddr(q.Name, h.opts.TTL, in.Addr)}}, nil
+	if len(a.answer) == 0 {
+		return a, errNoData
 	}
-	return answer{}, errNoData
+	return a, nil
+}
+
+// ttl is the TTL of records of the given instances: the configured TTL, cut
+// to the time left on the shortest lease that is running out (never below
+// the floor), so resolvers do not cache an instance past its expiry. bound
+// reports whether a lease cut it, which makes the answer depend on the time.
+func (h *Handler) ttl(q *query, ins ...*registry.Instance) (ttl uint32, bound bool) {
+	ttl = h.opts.TTL
+	for _, in := range ins {
+		if in.LeaseEnds.IsZero() {
+			continue
+		}
+		bound = true
+		left := uint32(max(in.LeaseEnds.Sub(q.now).Seconds(), 0))
+		ttl = min(ttl, max(left, h.opts.TTLFloor))
+	}
+	return ttl, bound
 }

@@ -36,7 +36,11 @@ type Catalog struct {
 	latest map[string]*registry.Service
 	warned map[string]bool
 
-	serial atomic.Uint32
+	// serial is the SOA serial; serialPending is set when the registry
+	// changed in the second the serial already names.
+	serialMu      sync.Mutex
+	serial        uint32
+	serialPending bool
 }
 
 // service is the DNS form of one registry service. It is immutable but for
@@ -66,26 +70,34 @@ func NewCatalog(synced func() bool, log zerolog.Logger) *Catalog {
 		latest:  map[string]*registry.Service{},
 		warned:  map[string]bool{},
 	}
-	c.serial.Store(uint32(c.now().Unix()))
+	c.serial = uint32(c.now().Unix())
 	return c
 }
 
 // Synced reports whether the registry view is in sync with Redis.
 func (c *Catalog) Synced() bool { return c.synced() }
 
-// Serial is the SOA serial: the time of the last change in seconds, bumped
-// by one when changes come faster, so it only ever grows while the process
-// runs and starts above any earlier run's value after a restart.
-func (c *Catalog) Serial() uint32 { return c.serial.Load() }
+// Serial is the SOA serial: the time, in seconds, of the last registry
+// change. It only grows, and never runs ahead of the clock, so a restart
+// (which starts from the clock) never lowers it. Changes within one second
+// share it, and the serial moves to the next second as soon as that has
+// come, so every change is followed by a new serial within a second.
+func (c *Catalog) Serial() uint32 {
+	c.serialMu.Lock()
+	defer c.serialMu.Unlock()
+	if now := uint32(c.now().Unix()); c.serialPending && now > c.serial {
+		c.serial, c.serialPending = now, false
+	}
+	return c.serial
+}
 
 func (c *Catalog) bumpSerial() {
-	now := uint32(c.now().Unix())
-	for {
-		old := c.serial.Load()
-		next := max(old+1, now)
-		if c.serial.CompareAndSwap(old, next) {
-			return
-		}
+	c.serialMu.Lock()
+	defer c.serialMu.Unlock()
+	if now := uint32(c.now().Unix()); now > c.serial {
+		c.serial, c.serialPending = now, false
+	} else {
+		c.serialPending = true
 	}
 }
 

@@ -81,7 +81,7 @@ func newTestCatalog(t testing.TB) testCatalog {
 	synced.Store(true)
 	c := NewCatalog(synced.Load, zerolog.New(zerolog.NewTestWriter(t)))
 	c.now = func() time.Time { return testEpoch }
-	c.serial.Store(uint32(testEpoch.Unix()))
+	c.serial = uint32(testEpoch.Unix())
 	return testCatalog{Catalog: c, synced: synced}
 }
 

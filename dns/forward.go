@@ -142,17 +142,23 @@ func (f *Forwarder) finish(m, r *dns.Msg) *dns.Msg {
 }
 
 // ttlOf is how long a reply may be cached: its smallest TTL, or for a
-// negative answer the SOA minimum (RFC 2308), capped by MaxTTL.
+// negative answer the SOA minimum (RFC 2308), capped by MaxTTL. A negative
+// answer without an SOA is not cached at all (RFC 2308 5).
 func (f *Forwarder) ttlOf(m *dns.Msg) time.Duration {
 	ttl := uint32(f.opts.MaxTTL / time.Second)
+	hasSOA := false
 	for _, sec := range [][]dns.RR{m.Answer, m.Ns} {
 		for _, rr := range sec {
 			t := rr.Header().Ttl
 			if soa, ok := rr.(*dns.SOA); ok {
 				t = min(t, soa.Minttl)
+				hasSOA = true
 			}
 			ttl = min(ttl, t)
 		}
+	}
+	if len(m.Answer) == 0 && !hasSOA {
+		return 0
 	}
 	return time.Duration(ttl) * time.Second
 }

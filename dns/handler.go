@@ -55,20 +55,23 @@ func (h *Handler) reply(r *dns.Msg, tcp bool, client netip.Addr) *dns.Msg {
 		m.SetEdns0(h.opts.MaxUDPSize, false)
 		return m
 	}
-	m := h.forward(r, client)
+	m, perClient := h.forward(r, client), false
 	if m == nil {
-		m = h.Answer(r)
+		var a answer
+		m, a = h.answer(r, live, h.clientOf(r, client))
+		perClient = a.perClient
 	}
 	size := dns.MinMsgSize
 	if opt != nil {
 		size = int(max(min(opt.UDPSize(), h.opts.MaxUDPSize), dns.MinMsgSize))
 		m.SetEdns0(h.opts.MaxUDPSize, opt.Do())
-		echoSubnet(opt, m.IsEdns0())
+		echoSubnet(opt, m.IsEdns0(), perClient)
 	}
 	if tcp {
 		size = dns.MaxMsgSize
 	}
 	m.Truncate(size)
+	m.Compress = true // Truncate turns compression off when the reply fits without it
 	return m
 }
 
@@ -90,13 +93,17 @@ func (h *Handler) forward(r *dns.Msg, client netip.Addr) *dns.Msg {
 	return m
 }
 
-// echoSubnet copies an EDNS Client Subnet option into the reply with scope
-// 0: our answers do not depend on it (RFC 7871 7.2.1).
-func echoSubnet(q, reply *dns.OPT) {
+// echoSubnet copies an EDNS Client Subnet option into the reply (RFC 7871
+// 7.2.1) with scope 0 when the answer does not depend on the client, and
+// the source prefix length when it does (locality, sticky order).
+func echoSubnet(q, reply *dns.OPT, perClient bool) {
 	for _, o := range q.Option {
 		if ecs, ok := o.(*dns.EDNS0_SUBNET); ok {
 			c := *ecs
 			c.SourceScope = 0
+			if perClient {
+				c.SourceScope = c.SourceNetmask
+			}
 			reply.Option = append(reply.Option, &c)
 			return
 		}

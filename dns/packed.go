@@ -123,15 +123,15 @@ func (h *Handler) repack(z *zone, label string, s *service) {
 	}
 	base := label + "." + z.name
 	add(base, dns.TypeSRV, dns.TypeA, dns.TypeAAAA, nodataType)
-	add("_"+label+"._tcp."+z.name, dns.TypeSRV, nodataType)
-	add("_"+label+"._udp."+z.name, dns.TypeSRV, nodataType)
+	add("_"+label+"._tcp."+z.name, dns.TypeSRV, dns.TypePTR, nodataType)
+	add("_"+label+"._udp."+z.name, dns.TypeSRV, dns.TypePTR, nodataType)
 	for id, in := range s.live {
 		name := id + "." + base
 		if in.IsName() {
 			add(name, nodataType) // the CNAME answers every type
 			continue
 		}
-		add(name, familyType(in.Addr), nodataType)
+		add(name, familyType(in.Addr), dns.TypeTXT, nodataType)
 	}
 	h.packed.replace(owner, entries)
 }
@@ -145,9 +145,9 @@ func (h *Handler) pack(z *zone, name string, qtype uint16, s *service) *packedAn
 		qt = dns.TypeNULL // stands for every type the name has no data of
 	}
 	q.SetQuestion(name, qt)
-	first, a := h.answer(q, 0)
-	if first.Rcode != dns.RcodeSuccess || !first.Authoritative {
-		return nil
+	first, a := h.answer(q, 0, client{})
+	if first.Rcode != dns.RcodeSuccess || !first.Authoritative || a.perClient {
+		return nil // not an answer, or one that depends on who asks or when
 	}
 	if qtype == nodataType && len(first.Answer) > 0 && first.Answer[0].Header().Rrtype != dns.TypeCNAME {
 		return nil // the name has data of every type? (not a shape we serve)
@@ -163,7 +163,7 @@ func (h *Handler) pack(z *zone, name string, qtype uint16, s *service) *packedAn
 	for v := range n {
 		m := first
 		if v > 0 {
-			m, _ = h.answer(q, v)
+			m, _ = h.answer(q, v, client{})
 		}
 		for class := range sizeClasses {
 			b, serialAt, ok := h.packClass(m, class)

@@ -59,3 +59,7 @@ func familyType(addr netip.Addr) uint16 {
 func newHINFO(owner string, ttl uint32) *dns.HINFO {
 	return &dns.HINFO{Hdr: hdr(owner, dns.TypeHINFO, ttl), Cpu: "RFC8482", Os: ""}
 }
+
+func newPTR(owner string, ttl uint32, target string) *dns.PTR {
+	return &dns.PTR{Hdr: hdr(owner, dns.TypePTR, ttl), Ptr: target}
+}

@@ -6,6 +6,10 @@
 #   bind9-dnsutils dig, for end-to-end DNS checks
 #   knot-dnsutils  kdig, for the TCP/EDNS/+nsid/+cookie interoperability tests
 #   unbound        a real recursive resolver with a stub-zone pointing at regdns
+#   dnsmasq-base   dnsmasq forwarding the zone to regdns (server=/zone/...); the
+#                  binary only: the dnsmasq package would also install, and on
+#                  a machine with a working init start, a daemon on port 53
+#   iproute2       ip, to bring up loopback in the namespace of sysresolver_test.go
 # Silent, and touching nothing, when everything is present.
 set -euo pipefail
 
@@ -15,6 +19,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 command -v kdig >/dev/null 2>&1 || missing+=(knot-dnsutils)
 command -v unbound >/dev/null 2>&1 || [ -x /usr/sbin/unbound ] || missing+=(unbound)
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 
 if [ "${#missing[@]}" -eq 0 ]; then
 	exit 0

@@ -4,7 +4,12 @@
 // caller-owned slice of indices, never reordering shared data.
 package balance
 
-import "fmt"
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"slices"
+)
 
 // Strategy is how answers of a service are ordered.
 type Strategy uint8
@@ -20,6 +25,10 @@ const (
 	Weighted
 	// Random shuffles the list uniformly.
 	Random
+	// Sticky orders by a weighted rendezvous hash of the client's subnet:
+	// one client keeps its order while the instances stay, and clients
+	// spread over instances in proportion to their weights.
+	Sticky
 )
 
 // Parse parses the config spelling of a strategy.
@@ -31,8 +40,10 @@ func Parse(s string) (Strategy, error) {
 		return Weighted, nil
 	case "random":
 		return Random, nil
+	case "sticky":
+		return Sticky, nil
 	}
-	return 0, fmt.Errorf("strategy %q: want round_robin, weighted or random", s)
+	return 0, fmt.Errorf("strategy %q: want round_robin, weighted, random or sticky", s)
 }
 
 func (s Strategy) String() string {
@@ -41,6 +52,8 @@ func (s Strategy) String() string {
 		return "weighted"
 	case Random:
 		return "random"
+	case Sticky:
+		return "sticky"
 	default:
 		return "round_robin"
 	}
@@ -116,4 +129,36 @@ func WeightedOrder(order []int, weights []uint16, rnd Rand) {
 		j := rnd.IntN(i + 1)
 		rest[i], rest[j] = rest[j], rest[i]
 	}
+}
+
+// StickyOrder fills order with the weighted rendezvous order (highest
+// random weight) of ids for client: each id scores -w / ln(u), u uniform
+// in (0,1) from a hash of (client, id), and higher scores come first. The
+// first pick is id i with probability w_i / sum(w); removing an id moves
+// only the clients that had it first. Zero weights come last, by hash.
+func StickyOrder(order []int, ids []string, weights []uint16, client []byte) {
+	scores := make([]float64, len(order))
+	for i := range order {
+		order[i] = i
+		h := fnv.New64a()
+		h.Write(client)
+		h.Write([]byte{0})
+		h.Write([]byte(ids[i]))
+		// 53 bits of the hash as u in (0, 1).
+		u := (float64(h.Sum64()>>11) + 0.5) / (1 << 53)
+		if weights[i] == 0 {
+			scores[i] = -1 / (1 + u) // below every positive score, still spread
+		} else {
+			scores[i] = -float64(weights[i]) / math.Log(u)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		switch {
+		case scores[a] > scores[b]:
+			return -1
+		case scores[a] < scores[b]:
+			return 1
+		}
+		return 0
+	})
 }

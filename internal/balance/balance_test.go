@@ -63,7 +63,7 @@ func TestParse(t *testing.T) {
 		_, err := Parse(bad)
 		require.Error(t, err, "%q", bad)
 		require.ErrorContains(t, err, bad)
-		require.ErrorContains(t, err, "round_robin, weighted or random")
+		require.ErrorContains(t, err, "round_robin, weighted, random or sticky")
 	}
 }
 

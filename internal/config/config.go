@@ -73,6 +73,14 @@ type DNS struct {
 	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"`
 	// TCPReadTimeout bounds reading one query on TCP (default 2s).
 	TCPReadTimeout Duration `toml:"tcp_read_timeout"`
+	// Explain answers _explain.<service>.<zone> TXT (default false: it
+	// reveals the registry).
+	Explain bool `toml:"explain"`
+	// TTLFloor is the smallest TTL of an answer cut short by a lease
+	// running out (default 1s).
+	TTLFloor Duration `toml:"ttl_floor"`
+	// MaxTXT bounds an instance's metadata TXT in octets (default 4000).
+	MaxTXT int `toml:"max_txt"`
 }
 
 // Redis configures the registry connection.
@@ -116,12 +124,27 @@ type Health struct {
 	// CleanupExpired removes ids whose instance key expired from the service
 	// set, as the reference discover() does (default false).
 	CleanupExpired bool `toml:"cleanup_expired"`
+	// PanicThreshold: when fewer than this share of a service's live
+	// instances are healthy, all live ones are served (default 0: off).
+	PanicThreshold float64 `toml:"panic_threshold"`
+	// UnknownPriority is added to the SRV priority of instances of unknown
+	// health, so healthy ones come first (default 10).
+	UnknownPriority int `toml:"unknown_priority"`
+	// UnhealthyPriority is added to the SRV priority of unhealthy instances
+	// served in "any" or panic mode (default 20).
+	UnhealthyPriority int `toml:"unhealthy_priority"`
 }
 
 // Balance configures the order of answers.
 type Balance struct {
-	// Strategy is round_robin, weighted or random (default "round_robin").
+	// Strategy is round_robin, weighted, random or sticky (default "round_robin").
 	Strategy string `toml:"strategy"`
+	// LocalityKey is the metadata key naming an instance's zone (default
+	// "": no locality). With ClientZones, same-zone instances come first.
+	LocalityKey string `toml:"locality_key"`
+	// ClientZones maps client networks to zones:
+	// [balance.client_zones] "10.1.0.0/16" = "us-east-1a".
+	ClientZones map[string]string `toml:"client_zones"`
 	// Services overrides the strategy per service:
 	// [balance.services.user-service] strategy = "weighted".
 	Services map[string]ServiceBalance `toml:"services"`
@@ -173,6 +196,7 @@ func Default() Config {
 			TTL: Duration{5 * time.Second}, NegativeTTL: Duration{5 * time.Second}, MaxUDPSize: 1232,
 			MaxAnswers: 8, ForwardAllow: []string{"127.0.0.0/8", "::1/128"}, ForwardCacheSize: 1000,
 			MaxTCPConnections: 1000, TCPIdleTimeout: Duration{10 * time.Second}, TCPReadTimeout: Duration{2 * time.Second},
+			TTLFloor: Duration{time.Second}, MaxTXT: 4000,
 		},
 		Redis: Redis{
 			URL: "redis://127.0.0.1:6379/0", KeyspaceEvents: true, Timeout: Duration{2 * time.Second},
@@ -181,6 +205,7 @@ func Default() Config {
 		Health: Health{
 			Mode: "healthy", Interval: Duration{10 * time.Second}, Timeout: Duration{2 * time.Second},
 			Rise: 1, Fall: 1, Concurrency: 64, LeaseTTL: Duration{15 * time.Second},
+			UnknownPriority: 10, UnhealthyPriority: 20,
 		},
 		Balance: Balance{Strategy: "round_robin"},
 		Cache:   Cache{MaxAge: Duration{30 * time.Second}, PollInterval: Duration{2 * time.Second}},
@@ -257,6 +282,16 @@ func (c *Config) vars() []variable {
 			return nil
 		}
 	}
+	float := func(p *float64) func(string) error {
+		return func(s string) error {
+			v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+			if err != nil {
+				return err
+			}
+			*p = v
+			return nil
+		}
+	}
 	// A list from the environment or a flag is comma-separated.
 	strs := func(p *[]string) func(string) error {
 		return func(s string) error {
@@ -299,6 +334,13 @@ func (c *Config) vars() []variable {
 		{"dns.max_tcp_connections", integer(&c.DNS.MaxTCPConnections)},
 		{"dns.tcp_idle_timeout", dur(&c.DNS.TCPIdleTimeout)},
 		{"dns.tcp_read_timeout", dur(&c.DNS.TCPReadTimeout)},
+		{"dns.explain", boolean(&c.DNS.Explain)},
+		{"dns.ttl_floor", dur(&c.DNS.TTLFloor)},
+		{"dns.max_txt", integer(&c.DNS.MaxTXT)},
+		{"balance.locality_key", str(&c.Balance.LocalityKey)},
+		{"health.panic_threshold", float(&c.Health.PanicThreshold)},
+		{"health.unknown_priority", integer(&c.Health.UnknownPriority)},
+		{"health.unhealthy_priority", integer(&c.Health.UnhealthyPriority)},
 		{"redis.url", str(&c.Redis.URL)},
 		{"redis.keyspace_events", boolean(&c.Redis.KeyspaceEvents)},
 		{"redis.timeout", dur(&c.Redis.Timeout)},
@@ -411,6 +453,25 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("zones[%d]: zone %q is served twice", i, z.Name))
 		}
 		zones[name] = true
+	}
+	if c.Health.PanicThreshold < 0 || c.Health.PanicThreshold > 1 {
+		errs = append(errs, fmt.Errorf("health.panic_threshold %v: want 0 (off) to 1", c.Health.PanicThreshold))
+	}
+	for _, p := range []struct {
+		key string
+		v   int
+	}{{"health.unknown_priority", c.Health.UnknownPriority}, {"health.unhealthy_priority", c.Health.UnhealthyPriority}} {
+		if p.v < 0 || p.v > 65535 {
+			errs = append(errs, fmt.Errorf("%s %d: want 0..65535", p.key, p.v))
+		}
+	}
+	if c.DNS.TTLFloor.Duration < time.Second || c.DNS.MaxTXT < 255 {
+		errs = append(errs, errors.New("dns.ttl_floor must be at least 1s and dns.max_txt at least 255"))
+	}
+	for network := range c.Balance.ClientZones {
+		if _, err := Prefixes([]string{network}); err != nil {
+			errs = append(errs, fmt.Errorf("balance.client_zones: %w", err))
+		}
 	}
 	if c.Log.Format != "console" && c.Log.Format != "json" {
 		errs = append(errs, fmt.Errorf("log.format %q: want console or json", c.Log.Format))

@@ -402,7 +402,7 @@ func TestEnvNames(t *testing.T) {
 // valueFor returns a valid value for a setting.
 func valueFor(key string) string {
 	switch {
-	case strings.HasSuffix(key, "ttl"), strings.HasSuffix(key, "timeout"),
+	case strings.HasSuffix(key, "ttl"), strings.HasSuffix(key, "timeout"), strings.HasSuffix(key, "ttl_floor"),
 		strings.HasSuffix(key, "max_age"), strings.HasSuffix(key, "interval"):
 		return "3s"
 	case key == "redis.keyspace_events":
@@ -416,8 +416,12 @@ func valueFor(key string) string {
 		return "192.0.2.53:53"
 	case strings.HasSuffix(key, "_allow"):
 		return "127.0.0.0/8,::1"
-	case key == "health.cleanup_expired":
+	case key == "health.cleanup_expired", key == "dns.explain":
 		return "true"
+	case key == "health.panic_threshold":
+		return "0.5"
+	case key == "health.unknown_priority", key == "health.unhealthy_priority", key == "dns.max_txt":
+		return "300"
 	}
 	return "x"
 }
