@@ -194,7 +194,8 @@ func Default() Config {
 		DNS: DNS{
 			Listen: "127.0.0.1:8053", Zone: "service.local",
 			TTL: Duration{5 * time.Second}, NegativeTTL: Duration{5 * time.Second}, MaxUDPSize: 1232,
-			MaxAnswers: 8, ForwardAllow: []string{"127.0.0.0/8", "::1/128"}, ForwardCacheSize: 1000,
+			MaxAnswers: 8, TransferAllow: []string{}, Forward: []string{},
+			ForwardAllow: []string{"127.0.0.0/8", "::1/128"}, ForwardCacheSize: 1000,
 			MaxTCPConnections: 1000, TCPIdleTimeout: Duration{10 * time.Second}, TCPReadTimeout: Duration{2 * time.Second},
 			TTLFloor: Duration{time.Second}, MaxTXT: 4000,
 		},

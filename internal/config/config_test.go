@@ -84,6 +84,10 @@ func TestExampleFile(t *testing.T) {
 			value = "true"
 		case "Integer":
 			value = "1232"
+		case "Float":
+			value = "0.5"
+		case "Array":
+			value = "127.0.0.1:53"
 		default:
 			t.Fatalf("key %s of type %s", key, v)
 		}
