@@ -227,7 +227,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 			return fmt.Errorf("balance.services.%s.strategy: %w", name, err)
 		}
 	}
-	client, ropts, err := newRedisClient(cfg, log)
+	client, db, err := newRedisClient(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -237,10 +237,16 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 	// key prefixes of the same Redis.
 	newZone := func(keys registry.Keys) (*registry.View, *regdns.Catalog) {
 		var view *registry.View
-		cat := regdns.NewCatalog(func() bool { return view.Synced() }, log.With().Str("component", "dns").Logger())
+		// Names unknown while Redis is away are SERVFAIL, not NXDOMAIN: they
+		// may exist. For the negative TTL after losing Redis, answers stay
+		// what resolvers have cached anyway.
+		synced := func() bool {
+			return view.Synced() || (view.EverSynced() && view.StaleFor() < cfg.DNS.NegativeTTL.Duration)
+		}
+		cat := regdns.NewCatalog(synced, log.With().Str("component", "dns").Logger())
 		view = registry.NewView(registry.Options{
 			Client:         client,
-			DB:             ropts.DB,
+			DB:             db,
 			Keys:           keys,
 			Mode:           mode,
 			KeyspaceEvents: cfg.Redis.KeyspaceEvents,
@@ -248,6 +254,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 			PollInterval:   cfg.Cache.PollInterval.Duration,
 			Timeout:        cfg.Redis.Timeout.Duration,
 			PanicThreshold: cfg.Health.PanicThreshold,
+			MaxStale:       maxStale(cfg.Cache.MaxStale.Duration),
 			// Answers must not be cached past a lease: warn when one ends
 			// within the answer TTL.
 			LeaseWarning: cfg.DNS.TTL.Duration,
@@ -350,25 +357,66 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 	return runErr
 }
 
-// newRedisClient connects to cfg.Redis.URL with every call bounded by
-// redis.timeout. Every subcommand that talks to Redis uses it.
-func newRedisClient(cfg config.Config, log zerolog.Logger) (*redis.Client, *redis.Options, error) {
-	ropts, err := redis.ParseURL(cfg.Redis.URL)
+// newRedisClient connects to the registry's Redis: the server of
+// redis.url, or the Sentinel master set (redis.addrs + redis.master_name), or
+// the Cluster (redis.addrs + redis.cluster), through go-redis's own clients.
+// redis.url gives the credentials, TLS and database in every case. Every
+// call is bounded by redis.timeout. It also returns the database number,
+// which names keyspace notification channels.
+func newRedisClient(cfg config.Config, log zerolog.Logger) (redis.UniversalClient, int, error) {
+	u, err := redis.ParseURL(cfg.Redis.URL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("redis.url %s: %w", config.RedactURL(cfg.Redis.URL), err)
+		return nil, 0, fmt.Errorf("redis.url %s: %w", config.RedactURL(cfg.Redis.URL), err)
 	}
-	// go-redis honours context deadlines on sockets only when asked to.
-	ropts.ContextTimeoutEnabled = true
-	ropts.DialTimeout = cfg.Redis.Timeout.Duration
-	ropts.ReadTimeout = cfg.Redis.Timeout.Duration
-	ropts.WriteTimeout = cfg.Redis.Timeout.Duration
 	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
-	return redis.NewClient(ropts), ropts, nil
+	timeout := cfg.Redis.Timeout.Duration
+	addrs := cfg.Redis.Addrs
+	if len(addrs) == 0 {
+		addrs = []string{u.Addr}
+	}
+	opts := &redis.UniversalOptions{
+		Addrs:      addrs,
+		MasterName: cfg.Redis.MasterName,
+		DB:         u.DB,
+		Username:   u.Username,
+		Password:   u.Password,
+		TLSConfig:  u.TLSConfig,
+		// go-redis honours context deadlines on sockets only when asked to.
+		ContextTimeoutEnabled: true,
+		DialTimeout:           timeout,
+		ReadTimeout:           timeout,
+		WriteTimeout:          timeout,
+		ReadOnly:              cfg.Redis.ReadFromReplicas,
+		RouteRandomly:         cfg.Redis.ReadFromReplicas && cfg.Redis.Cluster,
+	}
+	if cfg.Redis.MasterName != "" && cfg.Redis.ReadFromReplicas {
+		// Sentinel: replicas serve the reads, the master the writes.
+		fo := opts.Failover()
+		fo.ReplicaOnly = false
+		fo.RouteRandomly = true
+		return redis.NewFailoverClusterClient(fo), u.DB, nil
+	}
+	switch {
+	case cfg.Redis.Cluster:
+		return redis.NewClusterClient(opts.Cluster()), 0, nil // a Cluster has only database 0
+	case cfg.Redis.MasterName != "":
+		return redis.NewFailoverClient(opts.Failover()), u.DB, nil
+	}
+	return redis.NewClient(opts.Simple()), u.DB, nil
 }
 
 // keysOf is the registry key layout the configuration names.
 func keysOf(cfg config.Config) registry.Keys {
 	return registry.Keys{Prefix: cfg.Redis.Prefix, HealthPrefix: cfg.Redis.HealthPrefix}
+}
+
+// maxStale maps cache.max_stale (0 = forever) to registry.Options.MaxStale
+// (negative = forever).
+func maxStale(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 func seconds(d time.Duration) uint32 { return uint32(max(d.Round(time.Second)/time.Second, 1)) }

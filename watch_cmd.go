@@ -46,7 +46,7 @@ func watchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		service = pos[0]
 	}
 	log := newLogger(cfg, stderr)
-	client, ropts, err := newRedisClient(cfg, log)
+	client, db, err := newRedisClient(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func watchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("redis %s: %w", config.RedactURL(cfg.Redis.URL), err)
 	}
 	keys := keysOf(cfg)
-	ksPrefix := fmt.Sprintf("__keyspace@%d__:", ropts.DB)
+	ksPrefix := fmt.Sprintf("__keyspace@%d__:", db)
 	patterns := watchPatterns(keys, service, ksPrefix, keyspace)
 
 	ps := client.PSubscribe(ctx, patterns...)
@@ -108,7 +108,7 @@ func watchCmd(ctx context.Context, args []string, getenv func(string) string, st
 // Redis publishes the keyspace notifications of registry keys. A server that
 // refuses CONFIG GET (renamed, ACL) just means no; a server that does not
 // answer is an error.
-func keyspaceNotificationsOn(ctx context.Context, client *redis.Client, timeout time.Duration, log zerolog.Logger) (bool, error) {
+func keyspaceNotificationsOn(ctx context.Context, client redis.UniversalClient, timeout time.Duration, log zerolog.Logger) (bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cur, err := client.ConfigGet(cctx, "notify-keyspace-events").Result()

@@ -42,6 +42,10 @@ type Options struct {
 	// LeaseWarning: an instance whose key's TTL runs out within this without
 	// a heartbeat is reported with Instance.LeaseEnds set (0: off).
 	LeaseWarning time.Duration
+	// MaxStale bounds how long the last view is served while Redis is
+	// unreachable, and how long a service lost with Redis's data is held
+	// (default 1h; negative: forever). See outage.go.
+	MaxStale time.Duration
 	// OnChange is called, from the view's own goroutine, after a service
 	// changed; svc is nil when the service no longer exists. It must not block.
 	OnChange func(name string, svc *Service)
@@ -64,6 +68,9 @@ func (o *Options) setDefaults() {
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Second
 	}
+	if o.MaxStale == 0 {
+		o.MaxStale = time.Hour
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -80,6 +87,9 @@ type View struct {
 	log   zerolog.Logger
 
 	synced atomic.Bool
+	// staleSince is when the view went out of sync (unix ns; 0: in sync).
+	staleSince atomic.Int64
+	everSynced atomic.Bool
 	// panics counts the times a service entered panic mode.
 	panics atomic.Uint64
 	// mu guards snaps, the published snapshots read by other goroutines.

@@ -20,10 +20,15 @@ import (
 // reports Synced() == false until a full re-read succeeds.
 func (v *View) Run(ctx context.Context) error {
 	keyspace := fmt.Sprintf("__keyspace@%d__:", v.opts.DB)
-	patterns := []string{
-		v.opts.Keys.EventsPattern(),
-		keyspace + v.opts.Keys.SetPattern(),
-		keyspace + v.opts.Keys.HealthPattern(),
+	ksPatterns := []string{keyspace + v.opts.Keys.SetPattern(), keyspace + v.opts.Keys.HealthPattern()}
+	patterns := []string{v.opts.Keys.EventsPattern()}
+	var nodes *nodeSubs
+	if cluster, ok := v.opts.Client.(*redis.ClusterClient); ok {
+		// Keyspace notifications are per node: see cluster.go.
+		nodes = newNodeSubs(cluster, ksPatterns)
+		defer nodes.close()
+	} else {
+		patterns = append(patterns, ksPatterns...)
 	}
 	ps := v.opts.Client.PSubscribe(ctx, patterns...)
 	defer ps.Close()
@@ -34,7 +39,7 @@ func (v *View) Run(ctx context.Context) error {
 		// tell us to re-read what we may have missed.
 		redis.WithChannelHealthCheckInterval(time.Second),
 	)
-	w := &watcher{v: v, keyspacePrefix: keyspace, patterns: len(patterns)}
+	w := &watcher{v: v, keyspacePrefix: keyspace, patterns: len(patterns), nodes: nodes, held: map[string]time.Time{}}
 	return w.loop(ctx, msgs)
 }
 
@@ -51,6 +56,12 @@ type watcher struct {
 	failures int
 	// subscribed counts complete (re)subscriptions seen.
 	subscribed int
+	// nodes are the per-master keyspace subscriptions in Cluster mode.
+	nodes *nodeSubs
+	// runID is Redis's run_id at the last full read; held are the services
+	// kept after Redis came back without them (see outage.go).
+	runID string
+	held  map[string]time.Time
 }
 
 func (w *watcher) loop(ctx context.Context, msgs <-chan any) error {
@@ -65,6 +76,10 @@ func (w *watcher) loop(ctx context.Context, msgs <-chan any) error {
 	defer poll.Stop()
 	ping := time.NewTicker(time.Second)
 	defer ping.Stop()
+	var nodeMsgs <-chan nodeMsg // nil (never ready) unless Cluster
+	if w.nodes != nil {
+		nodeMsgs = w.nodes.merged
+	}
 
 	for {
 		w.armExpiry(expiryTimer)
@@ -76,6 +91,8 @@ func (w *watcher) loop(ctx context.Context, msgs <-chan any) error {
 				return nil
 			}
 			w.handle(ctx, m, retry)
+		case nm := <-nodeMsgs:
+			w.handleNode(ctx, nm, retry)
 		case <-expiryTimer.C:
 			w.expire(ctx)
 		case <-retry.C:
@@ -107,6 +124,7 @@ func (w *watcher) armExpiry(t *time.Timer) {
 func (w *watcher) markDirty(retry *time.Timer, err error) {
 	v := w.v
 	if v.synced.Swap(false) {
+		v.markStale()
 		v.log.Warn().Err(err).Msg("registry unreachable: serving the last view until Redis answers")
 	}
 	w.failures++
@@ -117,6 +135,7 @@ func (w *watcher) markDirty(retry *time.Timer, err error) {
 }
 
 func (w *watcher) ping(ctx context.Context, retry *time.Timer) {
+	w.dropStale()
 	if w.failures > 0 {
 		return // a re-read is already scheduled
 	}
@@ -135,6 +154,12 @@ func (w *watcher) resync(ctx context.Context, retry *time.Timer) {
 	} else {
 		w.polling = true
 	}
+	if w.nodes != nil {
+		if err := w.nodes.sync(ctx); err != nil && ctx.Err() == nil {
+			w.markDirty(retry, err)
+			return
+		}
+	}
 	start := v.opts.Now()
 	n, err := w.readAll(ctx)
 	if err != nil {
@@ -148,7 +173,7 @@ func (w *watcher) resync(ctx context.Context, retry *time.Timer) {
 	}
 	w.failures = 0
 	retry.Stop()
-	v.synced.Store(true)
+	v.markSynced()
 }
 
 func (w *watcher) readAll(ctx context.Context) (int, error) {
@@ -168,13 +193,15 @@ func (w *watcher) readAll(ctx context.Context) (int, error) {
 	for name, err := range skipped {
 		v.warnOnce(v.opts.Keys.Set(name), err.Error())
 	}
+	restarted := w.restarted(cctx)
 	for name := range v.services {
-		if _, ok := all[name]; !ok {
+		if _, ok := all[name]; !ok && !w.hold(name, restarted) {
 			delete(v.services, name)
 			v.publish(name)
 		}
 	}
 	for name, entries := range all {
+		delete(w.held, name)
 		st := &serviceState{entries: make(map[string]*entryState, len(entries))}
 		if old := v.services[name]; old != nil {
 			st.snap = old.snap
@@ -202,7 +229,12 @@ func (w *watcher) ensureKeyspaceEvents(ctx context.Context) {
 	v := w.v
 	cctx, cancel := v.ctx(ctx)
 	defer cancel()
-	err := enableKeyspaceEvents(cctx, v.opts.Client)
+	var err error
+	if w.nodes != nil {
+		err = enableOnMasters(cctx, w.nodes.cluster)
+	} else {
+		err = enableKeyspaceEvents(cctx, v.opts.Client)
+	}
 	if err == nil {
 		if w.polling {
 			v.log.Info().Msg("keyspace notifications on: push invalidation restored")
@@ -269,11 +301,40 @@ func (w *watcher) handle(ctx context.Context, m any, retry *time.Timer) {
 	}
 }
 
+// handleNode applies a message from one master's keyspace subscription
+// (Cluster mode). A resubscription after the first means that master's
+// events may have been lost.
+func (w *watcher) handleNode(ctx context.Context, nm nodeMsg, retry *time.Timer) {
+	switch m := nm.msg.(type) {
+	case *redis.Subscription:
+		s := w.nodes.subs[nm.node]
+		if s == nil || m.Count < len(w.nodes.patterns) {
+			return
+		}
+		s.subscribed++
+		if s.subscribed > 1 {
+			w.resync(ctx, retry)
+		}
+	case *redis.Message:
+		if key, ok := strings.CutPrefix(m.Channel, w.keyspacePrefix); ok {
+			if err := w.keyspaceEvent(ctx, key, m.Payload); err != nil && ctx.Err() == nil {
+				w.markDirty(retry, err)
+			}
+		}
+	}
+}
+
 // registryEvent handles a message on services:<name>:events.
 func (w *watcher) registryEvent(ctx context.Context, service, payload string) error {
 	var ev struct {
 		Event      string `json:"event"`
 		InstanceID string `json:"instance_id"`
+	}
+	if _, held := w.held[service]; held {
+		// Its writers are back after Redis lost the data: read it afresh,
+		// dropping the instances that were only held.
+		delete(w.held, service)
+		return w.refreshMembers(ctx, service)
 	}
 	if err := json.Unmarshal([]byte(payload), &ev); err != nil || ev.InstanceID == "" {
 		return w.refreshMembers(ctx, service) // unknown shape: re-read the set
@@ -305,6 +366,7 @@ func (w *watcher) keyspaceEvent(ctx context.Context, key, op string) error {
 	kind, service, id := v.opts.Keys.Parse(key)
 	switch kind {
 	case KindSet:
+		delete(w.held, service) // written again: no longer held
 		return w.refreshMembers(ctx, service)
 	case KindInstance:
 		st := v.services[service]

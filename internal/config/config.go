@@ -96,6 +96,17 @@ type Redis struct {
 	Prefix string `toml:"prefix"`
 	// HealthPrefix of health keys (default "health").
 	HealthPrefix string `toml:"health_prefix"`
+	// Addrs are Sentinel addresses (with MasterName) or Cluster seed nodes
+	// (with Cluster); empty means the single server of URL. URL still gives
+	// the user, password, TLS (rediss://) and database of every node.
+	Addrs []string `toml:"addrs"`
+	// MasterName is the Sentinel master set to follow.
+	MasterName string `toml:"master_name"`
+	// Cluster reads a Redis Cluster through Addrs (default false).
+	Cluster bool `toml:"cluster"`
+	// ReadFromReplicas sends reads to replicas (Sentinel and Cluster;
+	// default false). Replicas lag a little behind their master.
+	ReadFromReplicas bool `toml:"read_from_replicas"`
 }
 
 // Health configures which instances are served, and the health checker
@@ -162,6 +173,10 @@ type Cache struct {
 	// PollInterval is the re-read period when keyspace notifications are
 	// unavailable (default 2s).
 	PollInterval Duration `toml:"poll_interval"`
+	// MaxStale is how long the last view is served while Redis is
+	// unreachable, or a service lost with Redis's data is held (default 1h;
+	// 0 = forever).
+	MaxStale Duration `toml:"max_stale"`
 }
 
 // Log configures logging.
@@ -201,7 +216,7 @@ func Default() Config {
 		},
 		Redis: Redis{
 			URL: "redis://127.0.0.1:6379/0", KeyspaceEvents: true, Timeout: Duration{2 * time.Second},
-			Prefix: "services", HealthPrefix: "health",
+			Prefix: "services", HealthPrefix: "health", Addrs: []string{},
 		},
 		Health: Health{
 			Mode: "healthy", Interval: Duration{10 * time.Second}, Timeout: Duration{2 * time.Second},
@@ -209,8 +224,10 @@ func Default() Config {
 			UnknownPriority: 10, UnhealthyPriority: 20,
 		},
 		Balance: Balance{Strategy: "round_robin"},
-		Cache:   Cache{MaxAge: Duration{30 * time.Second}, PollInterval: Duration{2 * time.Second}},
-		Log:     Log{Level: "info", Format: "console"},
+		Cache: Cache{
+			MaxAge: Duration{30 * time.Second}, PollInterval: Duration{2 * time.Second}, MaxStale: Duration{time.Hour},
+		},
+		Log: Log{Level: "info", Format: "console"},
 	}
 }
 
@@ -347,6 +364,10 @@ func (c *Config) vars() []variable {
 		{"redis.timeout", dur(&c.Redis.Timeout)},
 		{"redis.prefix", str(&c.Redis.Prefix)},
 		{"redis.health_prefix", str(&c.Redis.HealthPrefix)},
+		{"redis.addrs", strs(&c.Redis.Addrs)},
+		{"redis.master_name", str(&c.Redis.MasterName)},
+		{"redis.cluster", boolean(&c.Redis.Cluster)},
+		{"redis.read_from_replicas", boolean(&c.Redis.ReadFromReplicas)},
 		{"health.mode", str(&c.Health.Mode)},
 		{"health.interval", dur(&c.Health.Interval)},
 		{"health.timeout", dur(&c.Health.Timeout)},
@@ -359,6 +380,7 @@ func (c *Config) vars() []variable {
 		{"balance.strategy", str(&c.Balance.Strategy)},
 		{"cache.max_age", dur(&c.Cache.MaxAge)},
 		{"cache.poll_interval", dur(&c.Cache.PollInterval)},
+		{"cache.max_stale", dur(&c.Cache.MaxStale)},
 		{"log.level", str(&c.Log.Level)},
 		{"log.format", str(&c.Log.Format)},
 	}
@@ -403,6 +425,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis.Timeout.Duration <= 0 || c.Cache.MaxAge.Duration <= 0 || c.Cache.PollInterval.Duration <= 0 {
 		errs = append(errs, errors.New("redis.timeout, cache.max_age and cache.poll_interval must be positive"))
+	}
+	switch {
+	case c.Redis.Cluster && c.Redis.MasterName != "":
+		errs = append(errs, errors.New("redis.cluster and redis.master_name exclude each other"))
+	case (c.Redis.Cluster || c.Redis.MasterName != "") && len(c.Redis.Addrs) == 0:
+		errs = append(errs, errors.New("redis.addrs must list the seed nodes (cluster) or sentinels (master_name)"))
+	case len(c.Redis.Addrs) > 0 && !c.Redis.Cluster && c.Redis.MasterName == "":
+		errs = append(errs, errors.New("redis.addrs needs redis.master_name (Sentinel) or redis.cluster = true"))
 	}
 	if c.Redis.Prefix == "" || c.Redis.HealthPrefix == "" {
 		errs = append(errs, errors.New("redis.prefix and redis.health_prefix must not be empty"))

@@ -407,7 +407,7 @@ func TestEnvNames(t *testing.T) {
 func valueFor(key string) string {
 	switch {
 	case strings.HasSuffix(key, "ttl"), strings.HasSuffix(key, "timeout"), strings.HasSuffix(key, "ttl_floor"),
-		strings.HasSuffix(key, "max_age"), strings.HasSuffix(key, "interval"):
+		strings.HasSuffix(key, "max_age"), strings.HasSuffix(key, "interval"), key == "cache.max_stale":
 		return "3s"
 	case key == "redis.keyspace_events":
 		return "false"
@@ -420,7 +420,7 @@ func valueFor(key string) string {
 		return "192.0.2.53:53"
 	case strings.HasSuffix(key, "_allow"):
 		return "127.0.0.0/8,::1"
-	case key == "health.cleanup_expired", key == "dns.explain":
+	case key == "health.cleanup_expired", key == "dns.explain", key == "redis.cluster", key == "redis.read_from_replicas":
 		return "true"
 	case key == "health.panic_threshold":
 		return "0.5"

@@ -1,0 +1,118 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis Cluster delivers keyspace notifications only on the node that holds
+// the key, while PUBLISH reaches every node. So in Cluster mode the view
+// subscribes to the registry's event channels once, through the cluster
+// client, and to keyspace notifications on every master, following the
+// topology: masters are listed again on every full re-read, and a master
+// that joined gets a subscription, one that left loses it.
+
+// nodeMsg is a message from one master's keyspace subscription.
+type nodeMsg struct {
+	node string
+	msg  any
+}
+
+// nodeSub is the keyspace subscription on one master.
+type nodeSub struct {
+	ps         *redis.PubSub
+	subscribed int // complete (re)subscriptions seen
+}
+
+// nodeSubs are the per-master subscriptions of one Run, with the goroutines
+// that forward their messages into merged.
+type nodeSubs struct {
+	cluster  *redis.ClusterClient
+	patterns []string
+	merged   chan nodeMsg
+	subs     map[string]*nodeSub
+	wg       sync.WaitGroup
+}
+
+func newNodeSubs(cluster *redis.ClusterClient, patterns []string) *nodeSubs {
+	return &nodeSubs{cluster: cluster, patterns: patterns, merged: make(chan nodeMsg, 1024), subs: map[string]*nodeSub{}}
+}
+
+// sync subscribes on masters that have none and drops the subscriptions of
+// nodes that are no longer masters. It reports whether a new subscription
+// was made (whose events the caller's full re-read covers).
+func (n *nodeSubs) sync(ctx context.Context) error {
+	masters := map[string]*redis.Client{}
+	var mu sync.Mutex
+	err := n.cluster.ForEachMaster(ctx, func(_ context.Context, node *redis.Client) error {
+		mu.Lock()
+		masters[node.Options().Addr] = node
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list cluster masters: %w", err)
+	}
+	for addr, s := range n.subs {
+		if masters[addr] == nil {
+			s.ps.Close() // its forwarder ends when the channel closes
+			delete(n.subs, addr)
+		}
+	}
+	for addr, node := range masters {
+		if n.subs[addr] != nil {
+			continue
+		}
+		// Subscribe with a context of the Run, not of this call: the
+		// subscription outlives it.
+		ps := node.PSubscribe(context.WithoutCancel(ctx), n.patterns...)
+		n.subs[addr] = &nodeSub{ps: ps}
+		ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(10000), redis.WithChannelHealthCheckInterval(time.Second))
+		n.wg.Add(1)
+		go n.forward(ctx, addr, ch)
+	}
+	return nil
+}
+
+// forward passes one master's messages on until its subscription is closed
+// or the Run ends.
+func (n *nodeSubs) forward(ctx context.Context, addr string, ch <-chan any) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			select {
+			case n.merged <- nodeMsg{addr, m}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// close ends every subscription and waits for the forwarders.
+func (n *nodeSubs) close() {
+	for _, s := range n.subs {
+		s.ps.Close()
+	}
+	n.wg.Wait()
+}
+
+// enableOnMasters turns keyspace notifications on on every master.
+func enableOnMasters(ctx context.Context, c *redis.ClusterClient) error {
+	return c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		if err := enableKeyspaceEvents(ctx, node); err != nil {
+			return fmt.Errorf("master %s: %w", node.Options().Addr, err)
+		}
+		return nil
+	})
+}
