@@ -22,7 +22,7 @@ func TestDevModeServesDemoAndReferenceWriters(t *testing.T) {
 	stdout, stderr := &lockedBuffer{}, &lockedBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"dev", "-listen", "127.0.0.1:0", "-redis-listen", redisAddr}, func(string) string { return "" }, stdout, stderr)
+		done <- run(ctx, []string{"dev", "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-redis-listen", redisAddr}, func(string) string { return "" }, stdout, stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()

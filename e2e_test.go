@@ -47,6 +47,8 @@ func (b *lockedBuffer) String() string {
 // regdnsUnderTest is one running serve().
 type regdnsUnderTest struct {
 	addr string
+	// http is the admin HTTP server's address ("" when off).
+	http string
 	log  *lockedBuffer
 }
 
@@ -58,17 +60,21 @@ func startRegdns(t *testing.T, redisURL string, mutate func(*config.Config)) *re
 	cfg.DNS.Listen = "127.0.0.1:0"
 	cfg.Redis.URL = redisURL
 	cfg.Log.Level = "debug"
+	cfg.HTTP.Listen = "127.0.0.1:0"
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
 	r := &regdnsUnderTest{log: &lockedBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan string, 1)
+	started := make(chan [2]string, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, r.log, func(addr string) { started <- addr }) }()
+	go func() {
+		done <- serve(ctx, cfg, r.log, func(dnsAddr, httpAddr string) { started <- [2]string{dnsAddr, httpAddr} })
+	}()
 	select {
-	case r.addr = <-started:
+	case addrs := <-started:
+		r.addr, r.http = addrs[0], addrs[1]
 	case err := <-done:
 		cancel()
 		t.Fatalf("serve exited before serving: %v\n%s", err, r.log)

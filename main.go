@@ -1,8 +1,8 @@
 // Command regdns is an authoritative DNS server for a Redis service
 // registry. main wires the packages together; it has no logic of its own.
 //
-//	regdns serve [-config FILE] [-listen ADDR] [-redis URL] [-zone NAME] [-strategy S] [-health-mode M]
-//	regdns dev   [-listen ADDR] [-redis-listen ADDR] [-zone NAME] [-strategy S] [-health-mode M]
+//	regdns serve [-config FILE] [-listen ADDR] [-http ADDR] [-redis URL] [-zone NAME] [-strategy S] [-health-mode M]
+//	regdns dev   [-listen ADDR] [-http ADDR] [-redis-listen ADDR] [-zone NAME] [-strategy S] [-health-mode M]
 package main
 
 import (
@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	regdns "github.com/regdns/regdns/dns"
+	"github.com/regdns/regdns/internal/admin"
 	"github.com/regdns/regdns/internal/balance"
 	"github.com/regdns/regdns/internal/config"
 	"github.com/regdns/regdns/internal/devredis"
@@ -108,6 +109,7 @@ func (f *commonFlags) dnsFlags() *commonFlags {
 	f.bind("zone", "dns.zone", "zone served (default service.local)")
 	f.bind("strategy", "balance.strategy", "answer order: round_robin, weighted or random (default round_robin)")
 	f.bind("health-mode", "health.mode", "instances served: healthy, healthy_or_unknown or any (default healthy)")
+	f.bind("http", "http.listen", "admin HTTP address: /metrics, /healthz, /readyz, /debug/services/NAME; off disables (default 127.0.0.1:9153)")
 	return f
 }
 
@@ -188,7 +190,7 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer reg.Wait()
 	defer cancel()
 	cfg.Redis.URL = reg.URL()
-	return serve(ctx, cfg, stderr, func(dnsAddr string) {
+	return serve(ctx, cfg, stderr, func(dnsAddr, httpAddr string) {
 		host, port, _ := net.SplitHostPort(dnsAddr)
 		fmt.Fprintf(stdout, `regdns dev: embedded registry at %s, DNS at %s (UDP and TCP)
 
@@ -201,6 +203,10 @@ Register your own with the reference Python writers (redis.Redis(port=%s)),
 or redis-cli -p %s. Ctrl-C stops.
 `, reg.Addr(), dnsAddr, port, host, cfg.DNS.Zone, port, host, cfg.DNS.Zone, port, host, cfg.DNS.Zone,
 			portOf(reg.Addr()), portOf(reg.Addr()))
+		if httpAddr != "" {
+			fmt.Fprintf(stdout, "Metrics at http://%s/metrics, a service's view at http://%s/debug/services/user-service\n",
+				httpAddr, httpAddr)
+		}
 	})
 }
 
@@ -210,8 +216,9 @@ func portOf(addr string) string {
 }
 
 // serve runs the DNS server over the registry until ctx ends. started, if
-// set, is called once the DNS sockets are bound.
-func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started func(addr string)) error {
+// set, is called once the DNS sockets and the admin HTTP server are bound,
+// with their addresses (httpAddr "" when http.listen is off).
+func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started func(dnsAddr, httpAddr string)) error {
 	log := newLogger(cfg, stderr)
 	mode, err := registry.ParseHealthMode(cfg.Health.Mode)
 	if err != nil {
@@ -320,6 +327,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 		// Validate keeps both within 0..65535.
 		UnknownPriority:   uint16(cfg.Health.UnknownPriority),
 		UnhealthyPriority: uint16(cfg.Health.UnhealthyPriority),
+		QueryLog:          cfg.Log.Queries,
 	})
 	srv := regdns.NewServer(regdns.ServerOptions{
 		Addr: cfg.DNS.Listen, Handler: handler, MaxTCPConnections: cfg.DNS.MaxTCPConnections,
@@ -331,8 +339,24 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 	log.Info().Str("zone", handler.Zone()).Str("listen", srv.Addr()).
 		Str("redis", config.RedactURL(cfg.Redis.URL)).Str("health_mode", mode.String()).
 		Str("strategy", strategy.String()).Msg("regdns serving (udp+tcp)")
+	adminZones := []admin.Zone{newZoneView(handler.Zone(), views[0], handler, mode)}
+	for i, z := range extra {
+		adminZones = append(adminZones, newZoneView(z.Name, views[i+1], handler, mode))
+	}
+	adm, err := startAdmin(ctx, cfg, log, handler, adminZones)
+	if err != nil {
+		stopCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		_ = srv.Shutdown(stopCtx)
+		return err
+	}
+	httpAddr := ""
+	if adm != nil {
+		httpAddr = adm.Addr()
+		log.Info().Str("listen", httpAddr).Msg("admin http: /metrics /healthz /readyz /debug/services/")
+	}
 	if started != nil {
-		started(srv.Addr())
+		started(srv.Addr(), httpAddr)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -347,11 +371,26 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 			return fmt.Errorf("dns server: %w", err)
 		}
 	})
+	if adm != nil {
+		g.Go(func() error {
+			select {
+			case <-gctx.Done():
+				return nil
+			case err := <-adm.Err():
+				return fmt.Errorf("admin http server: %w", err)
+			}
+		})
+	}
 	runErr := g.Wait()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn().Err(err).Msg("dns shutdown")
+	}
+	if adm != nil {
+		if err := adm.Shutdown(shutdownCtx); err != nil {
+			log.Warn().Err(err).Msg("admin http shutdown")
+		}
 	}
 	log.Info().Msg("regdns stopped")
 	return runErr

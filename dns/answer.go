@@ -76,6 +76,9 @@ type Options struct {
 	MaxTXT int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// QueryLog is the share of queries logged, 0..1, one in every 1/QueryLog
+	// counted (default 0: off).
+	QueryLog float64
 }
 
 // ClientZone says that clients in Prefix are in Zone.
@@ -127,13 +130,16 @@ type Handler struct {
 	zones []*zone
 	// packed holds every answer packed ahead of queries (see packed.go).
 	packed *packedTable
+	stats  *Stats // see stats.go
+	qlog   queryLog
 }
 
 // NewHandler returns a Handler answering opts.Zone from cat, and every
 // ExtraZones entry from its own catalog.
 func NewHandler(cat *Catalog, opts Options) *Handler {
 	opts.setDefaults()
-	h := &Handler{opts: opts, cat: cat, zones: []*zone{newZone(opts.Zone, cat, opts.NS)}, packed: newPackedTable()}
+	h := &Handler{opts: opts, cat: cat, zones: []*zone{newZone(opts.Zone, cat, opts.NS)}, packed: newPackedTable(),
+		stats: new(Stats), qlog: newQueryLog(opts.QueryLog)}
 	for _, z := range opts.ExtraZones {
 		h.zones = append(h.zones, newZone(z.Name, z.Catalog, ""))
 	}

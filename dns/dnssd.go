@@ -10,7 +10,7 @@ import (
 //	_<service>._tcp.<zone>        PTR -> <id>._<service>._tcp.<zone>   (browsing, 4)
 //	<id>._<service>._tcp.<zone>   SRV, TXT                             (the instance, 5-6)
 
-// enumerate lists every service type with serving instances.
+// enumerate lists every service type with serving, non-draining instances.
 func (h *Handler) enumerate(q *query) (answer, error) {
 	if q.Qtype != dns.TypePTR {
 		return answer{}, errNoData
@@ -19,7 +19,9 @@ func (h *Handler) enumerate(q *query) (answer, error) {
 	for _, s := range q.z.cat.all() {
 		protos := map[string]bool{}
 		for _, in := range s.serving {
-			protos[protocol(in)] = true
+			if !in.Draining() { // as browse: a type with nothing to browse is not listed
+				protos[protocol(in)] = true
+			}
 		}
 		for _, p := range []string{"tcp", "udp"} {
 			if protos[p] {
@@ -58,7 +60,7 @@ func (h *Handler) dnssdInstance(q *query, s *service, proto, id string) (answer,
 		if in.Draining() {
 			weight = 0
 		}
-		a.answer = []dns.RR{newSRV(q.Name, ttl, in.Priority+h.tierPriority(in, bestTier(picked(s, selection{proto: proto}))), weight, in.Port, target)}
+		a.answer = []dns.RR{newSRV(q.Name, ttl, h.srvPriority(in, bestTier(picked(s, selection{proto: proto}))), weight, in.Port, target)}
 		if !in.IsName() {
 			a.extra = []dns.RR{newAddr(target, ttl, in.Addr)}
 		}

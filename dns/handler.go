@@ -3,6 +3,8 @@ package dns
 import (
 	"net"
 	"net/netip"
+	"slices"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
@@ -14,13 +16,16 @@ var _ dns.Handler = (*Handler)(nil)
 // ServeDNS answers one query: zone transfers for allowed clients over TCP,
 // otherwise reply. A panic becomes SERVFAIL instead of a dead server.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	start, rcode, fast := time.Now(), -1, false // counted in served (stats.go)
 	defer func() {
 		if p := recover(); p != nil {
 			h.log().Error().Interface("panic", p).Msg("query handler panicked")
 			m := new(dns.Msg)
 			m.SetRcode(r, dns.RcodeServerFailure)
 			_ = w.WriteMsg(m)
+			rcode = dns.RcodeServerFailure
 		}
+		h.served(w, r, rcode, fast, start)
 	}()
 	tcp := isTCP(w.LocalAddr())
 	client := addrOf(w.RemoteAddr())
@@ -28,12 +33,17 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		if err := h.transfer(w, r); err != nil {
 			h.log().Debug().Err(err).Str("client", client.String()).Msg("zone transfer aborted")
 		}
+		rcode = dns.RcodeSuccess
 		return
 	}
-	if tcp && h.writePacked(w, r) {
-		return
+	if tcp {
+		if rcode, fast = h.writePacked(w, r); fast {
+			return
+		}
 	}
-	_ = w.WriteMsg(h.reply(r, tcp, client)) // a client gone away is not our error
+	m := h.reply(r, tcp, client)
+	rcode = m.Rcode
+	_ = w.WriteMsg(m) // a client gone away is not our error
 }
 
 func isTransfer(r *dns.Msg) bool {
@@ -52,6 +62,13 @@ func (h *Handler) reply(r *dns.Msg, tcp bool, client netip.Addr) *dns.Msg {
 		// RFC 6891 6.1.3: BADVERS, with an OPT carrying our version 0.
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeBadVers)
+		m.SetEdns0(h.opts.MaxUDPSize, false)
+		return m
+	}
+	if opt != nil && slices.IndexFunc(r.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT && rr != opt }) >= 0 {
+		// RFC 6891 6.1.1: more than one OPT is FORMERR.
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeFormatError)
 		m.SetEdns0(h.opts.MaxUDPSize, false)
 		return m
 	}
@@ -84,7 +101,9 @@ func (h *Handler) forward(r *dns.Msg, client netip.Addr) *dns.Msg {
 		return nil
 	}
 	m, err := f.Forward(r)
+	h.stats.forwarded.Add(1)
 	if err != nil {
+		h.stats.forwardErrors.Add(1)
 		h.log().Debug().Err(err).Msg("forwarding failed")
 		m = new(dns.Msg)
 		m.SetRcode(r, dns.RcodeServerFailure)

@@ -347,23 +347,23 @@ func (h *Handler) packedReply(pkt, out, key []byte, tcp bool) int {
 // tcpBuffers hold packed TCP replies while they are written.
 var tcpBuffers = sync.Pool{New: func() any { b := make([]byte, dns.MaxMsgSize); return &b }}
 
-// writePacked answers a TCP query from the packed table, as UDP queries are;
-// false means the full handler must answer it.
-func (h *Handler) writePacked(w dns.ResponseWriter, r *dns.Msg) bool {
+// writePacked answers a TCP query from the packed table, as UDP queries are,
+// and returns the reply's rcode; false means the full handler must answer it.
+func (h *Handler) writePacked(w dns.ResponseWriter, r *dns.Msg) (int, bool) {
 	if len(r.Question) != 1 {
-		return false
+		return -1, false
 	}
 	pkt, err := r.Pack() // the question as asked, to copy its spelling from
 	if err != nil {
-		return false
+		return -1, false
 	}
 	bp := tcpBuffers.Get().(*[]byte)
 	defer tcpBuffers.Put(bp)
 	var key [258]byte
 	n := h.packedReply(pkt, *bp, key[:], true)
 	if n == 0 {
-		return false
+		return -1, false
 	}
 	_, _ = w.Write((*bp)[:n]) // a client gone away is not our error
-	return true
+	return int((*bp)[3] & 0xF), true
 }

@@ -78,7 +78,7 @@ func (s *Server) Start() error {
 	idle := s.opts.IdleTimeout
 	started := make(chan struct{})
 	s.tcp = &dns.Server{
-		Listener: newLimitListener(l, s.opts.MaxTCPConnections), Handler: s.opts.Handler,
+		Listener: newLimitListener(l, s.opts.MaxTCPConnections), Handler: s.opts.Handler, MsgAcceptFunc: acceptQuery,
 		ReadTimeout: s.opts.ReadTimeout, WriteTimeout: s.opts.WriteTimeout,
 		IdleTimeout:       func() time.Duration { return idle },
 		NotifyStartedFunc: func() { close(started) },

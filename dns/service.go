@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -104,7 +105,7 @@ func (h *Handler) srv(q *query, s *service, sel selection) answer {
 		if in.Draining() {
 			weight = 0 // finishes its connections, takes no new ones
 		}
-		srv := newSRV(q.Name, ttl, in.Priority+h.tierPriority(in, best), weight, in.Port, target)
+		srv := newSRV(q.Name, ttl, h.srvPriority(in, best), weight, in.Port, target)
 		// Instances sharing host, port, priority and weight would repeat a
 		// record; an RRset holds no duplicates (RFC 2181 5).
 		if seen[*srv] {
@@ -156,20 +157,23 @@ func tier(in *registry.Instance) int {
 	return 0
 }
 
-// tierPriority is what is added to the SRV priority of in, when the best
-// tier among the instances answered is best: nothing when all are alike
-// (no health checker at all leaves every priority as registered).
-func (h *Handler) tierPriority(in *registry.Instance, best int) uint16 {
-	step := func(t int) uint16 {
+// srvPriority is the SRV priority of in: its own, plus what its tier adds
+// over the best tier among the instances answered, best: nothing when all
+// are alike (no health checker at all leaves every priority as registered).
+// It never wraps around: not when the priorities are configured out of
+// order or in is not among the instances answered (a step below the best
+// one adds nothing), nor past 65535.
+func (h *Handler) srvPriority(in *registry.Instance, best int) uint16 {
+	step := func(t int) int {
 		switch t {
 		case 1:
-			return h.opts.UnknownPriority
+			return int(h.opts.UnknownPriority)
 		case 2:
-			return h.opts.UnhealthyPriority
+			return int(h.opts.UnhealthyPriority)
 		}
 		return 0
 	}
-	return step(tier(in)) - step(best)
+	return uint16(min(int(in.Priority)+max(step(tier(in))-step(best), 0), math.MaxUint16))
 }
 
 // bestTier is the best (lowest) tier among ins.
@@ -192,8 +196,8 @@ func (h *Handler) target(z *zone, s *service, in *registry.Instance) string {
 
 // order returns the order of ins for this response, with the answer it
 // belongs to started: the strategy's order (this response's, or the fixed
-// variant q.variant), then healthy before unknown before unhealthy, then
-// the client's zone first. Each regrouping is stable, so the strategy's
+// variant q.variant), then the client's zone first, and above all healthy
+// before unknown before unhealthy. Each regrouping is stable, so the strategy's
 // order (and so its weights) holds within every group.
 func (h *Handler) order(q *query, s *service, ins []*registry.Instance) ([]int, answer) {
 	order := make([]int, len(ins))
@@ -223,7 +227,6 @@ func (h *Handler) order(q *query, s *service, ins []*registry.Instance) ([]int, 
 		// Variant v: rotation v, or the v-th of a fixed series of draws.
 		balance.Order(strategy, order, uint64(q.variant), weights, rand.New(rand.NewPCG(uint64(q.variant), 0x5eed)))
 	}
-	group(order, func(i int) int { return tier(ins[i]) })
 	if h.opts.LocalityKey != "" && len(h.opts.ClientZones) > 0 {
 		a.perClient = true
 		if zone := q.client.zone; zone != "" {
@@ -235,6 +238,9 @@ func (h *Handler) order(q *query, s *service, ins []*registry.Instance) ([]int, 
 			})
 		}
 	}
+	// Health last, so it ranks first: a healthy instance in another zone
+	// comes before a same-zone one of unknown health, as SRV priorities say.
+	group(order, func(i int) int { return tier(ins[i]) })
 	return order, a
 }
 

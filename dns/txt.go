@@ -103,12 +103,13 @@ func (h *Handler) explain(q *query, s *service) (answer, error) {
 
 func (h *Handler) why(s *service, in *registry.Instance, served bool) string {
 	switch {
+	case !validLabel(in.ID):
+		// The catalog skips it, so it is never among the served.
+		return "served=no reason=instance id is not a DNS label"
 	case served && in.Draining():
 		return "served=yes reason=draining: in SRV with weight 0, not in A/AAAA"
 	case served && s.snap.Panic:
 		return "served=yes reason=panic mode: too few healthy instances, every live one served"
-	case served && !validLabel(in.ID):
-		return "served=no reason=instance id is not a DNS label"
 	case served:
 		return "served=yes reason=health " + in.Health.Status.String() + " is served in this health mode"
 	case in.Health.Status == registry.StatusUnhealthy:

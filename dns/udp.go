@@ -94,7 +94,7 @@ func (s *udpServer) serve(c *net.UDPConn) {
 		in[i].Buffers = [][]byte{make([]byte, udpReadSize)}
 		out[i].Buffers = [][]byte{make([]byte, dns.MaxMsgSize)}
 	}
-	w := &batchWriter{h: s.h, key: make([]byte, 512)}
+	w := &batchWriter{h: s.h, key: make([]byte, 512), batchStats: batchStats{st: s.h.stats.udpShard()}}
 	for {
 		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
@@ -103,6 +103,7 @@ func (s *udpServer) serve(c *net.UDPConn) {
 			}
 			continue // a transient error (e.g. ICMP-induced): keep serving
 		}
+		start := time.Now() // the batch is timed once, for all its replies (stats.go)
 		k := 0
 		for i := range in[:n] {
 			m := &in[i]
@@ -122,6 +123,7 @@ func (s *udpServer) serve(c *net.UDPConn) {
 			}
 			sent += n
 		}
+		w.batchDone(out[:k], time.Since(start))
 		for i := range out[:k] {
 			out[i].Buffers[0] = out[i].Buffers[0][:cap(out[i].Buffers[0])]
 		}
@@ -132,6 +134,7 @@ func (s *udpServer) serve(c *net.UDPConn) {
 type batchWriter struct {
 	h   *Handler
 	key []byte
+	batchStats
 }
 
 // answer writes the reply to pkt into buf and returns its length; 0 means
@@ -139,6 +142,7 @@ type batchWriter struct {
 // miekg's server does, since any reply can be used to amplify).
 func (w *batchWriter) answer(pkt, buf []byte, from net.Addr) (n int) {
 	if n := w.h.fastReply(pkt, buf, w.key); n > 0 {
+		w.countFast(pkt, buf[:n])
 		return n
 	}
 	defer func() {
@@ -146,6 +150,7 @@ func (w *batchWriter) answer(pkt, buf []byte, from net.Addr) (n int) {
 			w.h.log().Error().Interface("panic", p).Msg("query handler panicked")
 			n = w.servfail(pkt, buf)
 		}
+		w.count(buf[:n], pathFull)
 	}()
 	return w.slow(pkt, buf, from)
 }
@@ -162,7 +167,7 @@ func (w *batchWriter) slow(pkt, buf []byte, from net.Addr) int {
 		Nscount: binary.BigEndian.Uint16(pkt[8:]), Arcount: binary.BigEndian.Uint16(pkt[10:]),
 	}
 	var m *dns.Msg
-	switch dns.DefaultMsgAcceptFunc(dh) {
+	switch acceptQuery(dh) {
 	case dns.MsgIgnore:
 		return 0
 	case dns.MsgReject:
@@ -185,6 +190,21 @@ func (w *batchWriter) slow(pkt, buf []byte, from net.Addr) int {
 		copy(buf, b)
 	}
 	return len(b)
+}
+
+// acceptQuery is the servers' MsgAcceptFunc: miekg's DefaultMsgAcceptFunc,
+// except that a query with a QDCOUNT other than 1 or an opcode other than
+// QUERY reaches the handler, which answers FORMERR or NOTIMP with an OPT
+// record when the query has one (RFC 6891 6.1.1), not a bare header.
+// Responses are still ignored, and sections larger than a query's still
+// rejected unparsed.
+func acceptQuery(dh dns.Header) dns.MsgAcceptAction {
+	action := dns.DefaultMsgAcceptFunc(dh)
+	if (action == dns.MsgReject || action == dns.MsgRejectNotImplemented) &&
+		dh.Ancount <= 1 && dh.Nscount <= 1 && dh.Arcount <= 2 {
+		return dns.MsgAccept
+	}
+	return action
 }
 
 // rejection is the header-only reply to a query refused before parsing.

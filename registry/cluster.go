@@ -14,7 +14,8 @@ import (
 // subscribes to the registry's event channels once, through the cluster
 // client, and to keyspace notifications on every master, following the
 // topology: masters are listed again on every full re-read, and a master
-// that joined gets a subscription, one that left loses it.
+// that joined gets a subscription, one that left loses it; and once a
+// second (with the ping), where a change of masters triggers that re-read.
 
 // nodeMsg is a message from one master's keyspace subscription.
 type nodeMsg struct {
@@ -46,16 +47,9 @@ func newNodeSubs(cluster *redis.ClusterClient, patterns []string) *nodeSubs {
 // nodes that are no longer masters. It reports whether a new subscription
 // was made (whose events the caller's full re-read covers).
 func (n *nodeSubs) sync(ctx context.Context) error {
-	masters := map[string]*redis.Client{}
-	var mu sync.Mutex
-	err := n.cluster.ForEachMaster(ctx, func(_ context.Context, node *redis.Client) error {
-		mu.Lock()
-		masters[node.Options().Addr] = node
-		mu.Unlock()
-		return nil
-	})
+	masters, err := n.masters(ctx)
 	if err != nil {
-		return fmt.Errorf("list cluster masters: %w", err)
+		return err
 	}
 	for addr, s := range n.subs {
 		if masters[addr] == nil {
@@ -76,6 +70,64 @@ func (n *nodeSubs) sync(ctx context.Context) error {
 		go n.forward(ctx, addr, ch)
 	}
 	return nil
+}
+
+// masters lists the cluster's masters now (ForEachMaster reloads the
+// topology first).
+func (n *nodeSubs) masters(ctx context.Context) (map[string]*redis.Client, error) {
+	masters := map[string]*redis.Client{}
+	var mu sync.Mutex
+	err := n.cluster.ForEachMaster(ctx, func(_ context.Context, node *redis.Client) error {
+		mu.Lock()
+		masters[node.Options().Addr] = node
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list cluster masters: %w", err)
+	}
+	return masters, nil
+}
+
+// changed reports whether the masters are no longer the subscribed ones.
+func (n *nodeSubs) changed(ctx context.Context) (bool, error) {
+	masters, err := n.masters(ctx)
+	if err != nil {
+		return false, err
+	}
+	if len(masters) != len(n.subs) {
+		return true, nil
+	}
+	for addr := range masters {
+		if n.subs[addr] == nil {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// followTopology re-reads everything when the masters changed (a replica
+// was promoted after its master failed, a master was added or removed):
+// the new master has neither a keyspace subscription nor notifications
+// turned on, and nothing else may tell, since a dead master's subscription
+// just keeps reconnecting and pings can go to live nodes only. The re-read
+// subscribes on the new masters and turns their notifications on first.
+func (w *watcher) followTopology(ctx context.Context, retry *time.Timer) {
+	if w.nodes == nil {
+		return
+	}
+	cctx, cancel := w.v.ctx(ctx)
+	defer cancel()
+	changed, err := w.nodes.changed(cctx)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			w.markDirty(retry, err)
+		}
+	case changed:
+		w.v.log.Info().Msg("cluster masters changed: subscribing on the new ones and re-reading the registry")
+		w.resync(ctx, retry)
+	}
 }
 
 // forward passes one master's messages on until its subscription is closed

@@ -92,6 +92,7 @@ type View struct {
 	everSynced atomic.Bool
 	// panics counts the times a service entered panic mode.
 	panics atomic.Uint64
+	stats  *Stats // see stats.go
 	// mu guards snaps, the published snapshots read by other goroutines.
 	mu    sync.RWMutex
 	snaps map[string]*Service
@@ -147,7 +148,7 @@ func (v *View) arm(service, id string, es *entryState, health bool) {
 // NewView returns a view over the registry. Call Run to fill it.
 func NewView(opts Options) *View {
 	opts.setDefaults()
-	return &View{
+	v := &View{
 		opts:     opts,
 		store:    NewStore(opts.Client, opts.Keys),
 		log:      opts.Logger,
@@ -155,6 +156,11 @@ func NewView(opts Options) *View {
 		services: map[string]*serviceState{},
 		warned:   map[string]string{},
 	}
+	// Counting Redis calls adds a hook to the client; changes are counted
+	// by cause as they are published.
+	v.stats = newStats(v)
+	v.opts.OnChange = v.stats.changed(v.opts.OnChange)
+	return v
 }
 
 // Synced reports whether the view reflects Redis: the last full sync
@@ -268,6 +274,7 @@ func (v *View) warnOnce(key, reason string) {
 		return
 	}
 	v.warned[key] = reason
+	v.stats.skip(key, reason)
 	v.log.Warn().Str("key", key).Str("reason", reason).Msg("skipping malformed registry entry")
 }
 

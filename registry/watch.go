@@ -19,6 +19,7 @@ import (
 // event. Redis outages never empty the view: it keeps the last snapshots and
 // reports Synced() == false until a full re-read succeeds.
 func (v *View) Run(ctx context.Context) error {
+	ctx = context.WithValue(ctx, statsKey{}, v.stats) // its Redis calls are counted (stats.go)
 	keyspace := fmt.Sprintf("__keyspace@%d__:", v.opts.DB)
 	ksPatterns := []string{keyspace + v.opts.Keys.SetPattern(), keyspace + v.opts.Keys.HealthPattern()}
 	patterns := []string{v.opts.Keys.EventsPattern()}
@@ -30,17 +31,10 @@ func (v *View) Run(ctx context.Context) error {
 	} else {
 		patterns = append(patterns, ksPatterns...)
 	}
-	ps := v.opts.Client.PSubscribe(ctx, patterns...)
-	defer ps.Close()
-	msgs := ps.ChannelWithSubscriptions(
-		redis.WithChannelSize(10000),
-		// A dead subscription is found by its pings, and go-redis then
-		// reconnects and resubscribes; the *Subscription messages that follow
-		// tell us to re-read what we may have missed.
-		redis.WithChannelHealthCheckInterval(time.Second),
-	)
-	w := &watcher{v: v, keyspacePrefix: keyspace, patterns: len(patterns), nodes: nodes, held: map[string]time.Time{}}
-	return w.loop(ctx, msgs)
+	w := &watcher{v: v, keyspacePrefix: keyspace, patterns: len(patterns), patternList: patterns, nodes: nodes, held: map[string]time.Time{}}
+	w.subscribe(ctx) // see failover.go
+	defer func() { _ = w.ps.Close() }()
+	return w.loop(ctx)
 }
 
 // watcher is the state of one Run: everything here is touched only by the
@@ -49,6 +43,13 @@ type watcher struct {
 	v              *View
 	keyspacePrefix string
 	patterns       int
+	patternList    []string
+	// ps is the subscription, msgs its messages; both are replaced when
+	// the server behind the client changes (failover.go).
+	ps   *redis.PubSub
+	msgs <-chan any
+	// resubscribedFor is the run_id that made the last such replacement.
+	resubscribedFor string
 	// polling is set while keyspace notifications are unavailable.
 	polling    bool
 	pollWarned bool
@@ -64,7 +65,7 @@ type watcher struct {
 	held  map[string]time.Time
 }
 
-func (w *watcher) loop(ctx context.Context, msgs <-chan any) error {
+func (w *watcher) loop(ctx context.Context) error {
 	v := w.v
 	expiryTimer := time.NewTimer(time.Hour)
 	defer expiryTimer.Stop()
@@ -86,7 +87,7 @@ func (w *watcher) loop(ctx context.Context, msgs <-chan any) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case m, ok := <-msgs:
+		case m, ok := <-w.msgs:
 			if !ok {
 				return nil
 			}
@@ -123,6 +124,7 @@ func (w *watcher) armExpiry(t *time.Timer) {
 // sync until the next full re-read, which is scheduled with backoff.
 func (w *watcher) markDirty(retry *time.Timer, err error) {
 	v := w.v
+	v.stats.subscribed.Store(false) // until the subscription shows it is alive
 	if v.synced.Swap(false) {
 		v.markStale()
 		v.log.Warn().Err(err).Msg("registry unreachable: serving the last view until Redis answers")
@@ -135,6 +137,7 @@ func (w *watcher) markDirty(retry *time.Timer, err error) {
 }
 
 func (w *watcher) ping(ctx context.Context, retry *time.Timer) {
+	w.v.stats.begin(causeMaxStale, time.Time{})
 	w.dropStale()
 	if w.failures > 0 {
 		return // a re-read is already scheduled
@@ -143,12 +146,16 @@ func (w *watcher) ping(ctx context.Context, retry *time.Timer) {
 	defer cancel()
 	if err := w.v.store.Ping(cctx); err != nil && ctx.Err() == nil {
 		w.markDirty(retry, fmt.Errorf("ping: %w", err))
+		return
 	}
+	w.followTopology(ctx, retry) // Cluster: see cluster.go
+	w.followServer(ctx)          // Sentinel: see failover.go
 }
 
 // resync re-reads every service and replaces what changed.
 func (w *watcher) resync(ctx context.Context, retry *time.Timer) {
 	v := w.v
+	v.stats.beginResync(w.polling)
 	if v.opts.KeyspaceEvents {
 		w.ensureKeyspaceEvents(ctx)
 	} else {
@@ -156,12 +163,14 @@ func (w *watcher) resync(ctx context.Context, retry *time.Timer) {
 	}
 	if w.nodes != nil {
 		if err := w.nodes.sync(ctx); err != nil && ctx.Err() == nil {
+			v.stats.resynced(ctx, err)
 			w.markDirty(retry, err)
 			return
 		}
 	}
 	start := v.opts.Now()
 	n, err := w.readAll(ctx)
+	v.stats.resynced(ctx, err)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.markDirty(retry, err)
@@ -283,6 +292,7 @@ func (w *watcher) handle(ctx context.Context, m any, retry *time.Timer) {
 			return
 		}
 		w.subscribed++
+		v.stats.resubscribed()
 		// The first subscription was made before the first full read; every
 		// later one follows a reconnect, and events may have been lost.
 		if w.subscribed > 1 || !v.synced.Load() {
@@ -326,6 +336,7 @@ func (w *watcher) handleNode(ctx context.Context, nm nodeMsg, retry *time.Timer)
 
 // registryEvent handles a message on services:<name>:events.
 func (w *watcher) registryEvent(ctx context.Context, service, payload string) error {
+	w.v.stats.event(causeRegistryEvent)
 	var ev struct {
 		Event      string `json:"event"`
 		InstanceID string `json:"instance_id"`
@@ -363,6 +374,7 @@ func (w *watcher) registryEvent(ctx context.Context, service, payload string) er
 // keyspaceEvent handles a keyspace notification: key changed by op.
 func (w *watcher) keyspaceEvent(ctx context.Context, key, op string) error {
 	v := w.v
+	v.stats.event(causeKeyspaceEvent)
 	kind, service, id := v.opts.Keys.Parse(key)
 	switch kind {
 	case KindSet:
@@ -522,6 +534,7 @@ func (w *watcher) setHealth(service, id string, h Health, expires time.Time) {
 // when a key really runs out, or when a lease was guessed short.
 func (w *watcher) expire(ctx context.Context) {
 	v := w.v
+	v.stats.begin(causeExpiry, time.Time{})
 	now := v.opts.Now()
 	var due []expiryItem
 	warned := map[string]bool{}

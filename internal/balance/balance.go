@@ -144,8 +144,11 @@ func StickyOrder(order []int, ids []string, weights []uint16, client []byte) {
 		h.Write(client)
 		h.Write([]byte{0})
 		h.Write([]byte(ids[i]))
-		// 53 bits of the hash as u in (0, 1).
-		u := (float64(h.Sum64()>>11) + 0.5) / (1 << 53)
+		// 53 bits of the hash as u in (0, 1). FNV-1a barely mixes its last
+		// bytes into the high bits (ids differing in one trailing character
+		// got almost the same u, so the heaviest weight always won): mix
+		// them first.
+		u := (float64(mix64(h.Sum64())>>11) + 0.5) / (1 << 53)
 		if weights[i] == 0 {
 			scores[i] = -1 / (1 + u) // below every positive score, still spread
 		} else {
@@ -161,4 +164,15 @@ func StickyOrder(order []int, ids []string, weights []uint16, client []byte) {
 		}
 		return 0
 	})
+}
+
+// mix64 is the finalizer of MurmurHash3: every input bit affects every
+// output bit.
+func mix64(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }

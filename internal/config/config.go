@@ -26,6 +26,7 @@ type Config struct {
 	Balance Balance `toml:"balance"`
 	Cache   Cache   `toml:"cache"`
 	Log     Log     `toml:"log"`
+	HTTP    HTTP    `toml:"http"`
 	// Zones are further zones, each answered from its own key prefixes of
 	// the same Redis: [[zones]] name = "...", prefix = "...", health_prefix = "...".
 	Zones []Zone `toml:"zones"`
@@ -185,7 +186,21 @@ type Log struct {
 	Level string `toml:"level"`
 	// Format is console or json (default "console").
 	Format string `toml:"format"`
+	// Queries is the share of DNS queries logged, 0 to 1: one line per
+	// sampled query, one in every 1/Queries counted (default 0: off).
+	Queries float64 `toml:"queries"`
 }
+
+// HTTP configures the admin HTTP server: /metrics, /healthz, /readyz,
+// /debug/services/<name>.
+type HTTP struct {
+	// Listen is its address (default "127.0.0.1:9153"); "" or "off" turns
+	// it off.
+	Listen string `toml:"listen"`
+}
+
+// Enabled reports whether the admin HTTP server runs.
+func (h HTTP) Enabled() bool { return h.Listen != "" && h.Listen != "off" }
 
 // Duration is a time.Duration written as "5s" in TOML and the environment.
 type Duration struct{ time.Duration }
@@ -227,7 +242,8 @@ func Default() Config {
 		Cache: Cache{
 			MaxAge: Duration{30 * time.Second}, PollInterval: Duration{2 * time.Second}, MaxStale: Duration{time.Hour},
 		},
-		Log: Log{Level: "info", Format: "console"},
+		Log:  Log{Level: "info", Format: "console"},
+		HTTP: HTTP{Listen: "127.0.0.1:9153"},
 	}
 }
 
@@ -383,6 +399,8 @@ func (c *Config) vars() []variable {
 		{"cache.max_stale", dur(&c.Cache.MaxStale)},
 		{"log.level", str(&c.Log.Level)},
 		{"log.format", str(&c.Log.Format)},
+		{"log.queries", float(&c.Log.Queries)},
+		{"http.listen", str(&c.HTTP.Listen)},
 	}
 	out := make([]variable, len(list))
 	for i, v := range list {
@@ -506,6 +524,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Log.Format != "console" && c.Log.Format != "json" {
 		errs = append(errs, fmt.Errorf("log.format %q: want console or json", c.Log.Format))
+	}
+	if !(c.Log.Queries >= 0 && c.Log.Queries <= 1) { // NaN too
+		errs = append(errs, fmt.Errorf("log.queries %v: want 0 (off) to 1 (every query)", c.Log.Queries))
+	}
+	if c.HTTP.Enabled() {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("http.listen %q: want host:port, or off: %w", c.HTTP.Listen, err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -422,7 +423,7 @@ func valueFor(key string) string {
 		return "127.0.0.0/8,::1"
 	case key == "health.cleanup_expired", key == "dns.explain", key == "redis.cluster", key == "redis.read_from_replicas":
 		return "true"
-	case key == "health.panic_threshold":
+	case key == "health.panic_threshold", key == "log.queries":
 		return "0.5"
 	case key == "health.unknown_priority", key == "health.unhealthy_priority", key == "dns.max_txt":
 		return "300"
@@ -440,4 +441,36 @@ func TestDurationText(t *testing.T) {
 	require.Equal(t, "1m30s", string(b))
 	require.Error(t, d.UnmarshalText([]byte("soon")))
 	require.Equal(t, 90*time.Second, d.Duration, "unchanged on error")
+}
+
+func TestHTTPListenAndQueryLog(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	require.Equal(t, "127.0.0.1:9153", c.HTTP.Listen)
+	require.True(t, c.HTTP.Enabled())
+	require.Zero(t, c.Log.Queries, "the query log is off by default")
+	for _, off := range []string{"", "off"} {
+		c := Default()
+		require.NoError(t, c.Set("http.listen", off))
+		require.False(t, c.HTTP.Enabled())
+		require.NoError(t, c.Validate())
+	}
+	got, err := Load("", func(k string) string {
+		return map[string]string{"REGDNS_HTTP_LISTEN": "0.0.0.0:9999", "REGDNS_LOG_QUERIES": "0.01"}[k]
+	})
+	require.NoError(t, err)
+	require.Equal(t, "0.0.0.0:9999", got.HTTP.Listen)
+	require.InDelta(t, 0.01, got.Log.Queries, 0)
+	require.NoError(t, got.Validate())
+
+	for _, bad := range []func(*Config){
+		func(c *Config) { c.HTTP.Listen = "9153" },
+		func(c *Config) { c.Log.Queries = 1.5 },
+		func(c *Config) { c.Log.Queries = -0.1 },
+		func(c *Config) { c.Log.Queries = math.NaN() },
+	} {
+		c := Default()
+		bad(&c)
+		require.Error(t, c.Validate())
+	}
 }
