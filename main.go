@@ -332,6 +332,10 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 	srv := regdns.NewServer(regdns.ServerOptions{
 		Addr: cfg.DNS.Listen, Handler: handler, MaxTCPConnections: cfg.DNS.MaxTCPConnections,
 		IdleTimeout: cfg.DNS.TCPIdleTimeout.Duration, ReadTimeout: cfg.DNS.TCPReadTimeout.Duration,
+		RRL: regdns.RRLOptions{
+			Rate: cfg.DNS.RRL.Rate, Burst: cfg.DNS.RRL.Burst, Slip: cfg.DNS.RRL.Slip,
+			IPv4Prefix: cfg.DNS.RRL.IPv4Prefix, IPv6Prefix: cfg.DNS.RRL.IPv6Prefix,
+		},
 	})
 	if err := srv.Start(); err != nil {
 		return err

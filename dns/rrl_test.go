@@ -1,6 +1,8 @@
 package dns
 
 import (
+	"context"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -73,4 +75,52 @@ func TestSlipReply(t *testing.T) {
 	require.Empty(t, got.Extra)
 	require.Equal(t, m.Question, got.Question)
 	require.Equal(t, m.Id, got.Id)
+}
+
+// Over real sockets: a source flooding past the rate gets mostly silence
+// and every second limited reply truncated; another source is answered.
+func TestRRLOnTheWire(t *testing.T) {
+	t.Parallel()
+	c := newTestCatalog(t)
+	c.Update("svc", svc("svc", inst("a", "10.0.0.1", 80)))
+	s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Handler: NewHandler(c.Catalog, testOptions()),
+		RRL: RRLOptions{Rate: 5, Burst: 5, Slip: 2}})
+	require.NoError(t, s.Start())
+	t.Cleanup(func() { require.NoError(t, s.Shutdown(context.Background())) })
+
+	ask := func(from string, n int) (answered, truncated int) {
+		conn, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(from)}, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(s.Addr())))
+		require.NoError(t, err)
+		defer conn.Close()
+		q := new(dns.Msg).SetQuestion("svc.service.local.", dns.TypeA)
+		for i := range n {
+			q.Id = uint16(i)
+			pkt, err := q.Pack()
+			require.NoError(t, err)
+			_, err = conn.Write(pkt)
+			require.NoError(t, err)
+		}
+		buf := make([]byte, 512)
+		for {
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
+			l, err := conn.Read(buf)
+			if err != nil {
+				return answered, truncated // nothing more within the deadline
+			}
+			m := new(dns.Msg)
+			require.NoError(t, m.Unpack(buf[:l]))
+			if m.Truncated {
+				truncated++
+				require.Empty(t, m.Answer)
+			} else {
+				answered++
+			}
+		}
+	}
+	answered, truncated := ask("127.0.0.2", 200)
+	require.LessOrEqual(t, answered, 15, "the flood is limited to about the burst")
+	require.Greater(t, truncated, 50, "every second limited reply slips as TC")
+	answered, _ = ask("127.0.1.3", 3) // another /24
+	require.Equal(t, 3, answered, "another client is still answered")
+	require.Positive(t, s.opts.Handler.Stats().Snapshot().RRLDropped)
 }

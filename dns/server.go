@@ -29,6 +29,8 @@ type ServerOptions struct {
 	// MaxTCPConnections bounds concurrent TCP connections; more are closed
 	// on accept (default 1000).
 	MaxTCPConnections int
+	// RRL limits UDP responses per client prefix (off by default).
+	RRL RRLOptions
 }
 
 // Server serves one address over UDP (batched, see udp.go) and TCP
@@ -74,7 +76,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.addr = l.Addr().String()
-	s.udp = &udpServer{h: s.opts.Handler, conns: conns}
+	s.udp = &udpServer{h: s.opts.Handler, conns: conns, rrl: newRRL(s.opts.RRL)}
 	idle := s.opts.IdleTimeout
 	started := make(chan struct{})
 	s.tcp = &dns.Server{

@@ -184,6 +184,9 @@ type Stats struct {
 	// forwarded counts queries sent to the Forwarder; forwardErrors those
 	// no upstream answered (SERVFAIL).
 	forwarded, forwardErrors atomic.Uint64
+	// rrlDropped and rrlSlipped count responses response rate limiting
+	// dropped or sent truncated.
+	rrlDropped, rrlSlipped atomic.Uint64
 }
 
 // shared is the shard of ServeDNS: TCP connections, mostly.
@@ -230,6 +233,9 @@ type StatsSnapshot struct {
 	// Forwarded counts queries forwarded upstream; ForwardErrors those that
 	// failed (answered SERVFAIL).
 	Forwarded, ForwardErrors uint64
+	// RRLDropped and RRLSlipped count responses rate limiting dropped or
+	// sent truncated.
+	RRLDropped, RRLSlipped uint64
 }
 
 // Snapshot sums the shards.
@@ -255,6 +261,8 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		Latency:       map[string]Histogram{},
 		Forwarded:     s.forwarded.Load(),
 		ForwardErrors: s.forwardErrors.Load(),
+		RRLDropped:    s.rrlDropped.Load(),
+		RRLSlipped:    s.rrlSlipped.Load(),
 	}
 	for t := range numTransports {
 		out.Latency[TransportNames[t]] = lat[t]

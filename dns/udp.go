@@ -52,6 +52,8 @@ type udpServer struct {
 	conns    []*net.UDPConn
 	wg       sync.WaitGroup
 	stopping atomic.Bool
+	// rrl limits responses per client prefix; nil when off.
+	rrl *rrl
 }
 
 func (s *udpServer) start() {
@@ -110,7 +112,20 @@ func (s *udpServer) serve(c *net.UDPConn) {
 			if m.Flags&unix.MSG_TRUNC != 0 {
 				continue // larger than any query we answer
 			}
+			verdict := rrlSend
+			if s.rrl != nil {
+				if verdict = s.rrl.check(addrOf(m.Addr)); verdict == rrlDrop {
+					s.h.stats.rrlDropped.Add(1)
+					continue
+				}
+			}
 			if l := w.answer(m.Buffers[0][:m.N], out[k].Buffers[0][:cap(out[k].Buffers[0])], m.Addr); l > 0 {
+				if verdict == rrlSlip {
+					s.h.stats.rrlSlipped.Add(1)
+					if l = slipReply(out[k].Buffers[0], l); l == 0 {
+						continue
+					}
+				}
 				out[k].Buffers[0] = out[k].Buffers[0][:l]
 				out[k].Addr = m.Addr
 				k++

@@ -82,6 +82,22 @@ type DNS struct {
 	TTLFloor Duration `toml:"ttl_floor"`
 	// MaxTXT bounds an instance's metadata TXT in octets (default 4000).
 	MaxTXT int `toml:"max_txt"`
+	// RRL is UDP response rate limiting per client prefix (off by default).
+	RRL RRL `toml:"rrl"`
+}
+
+// RRL configures response rate limiting (BIND/Knot style).
+type RRL struct {
+	// Rate is responses per second per client prefix (default 0: off).
+	Rate float64 `toml:"rate"`
+	// Burst is the responses a quiet prefix may send at once (default 0: Rate).
+	Burst float64 `toml:"burst"`
+	// Slip: every Slip-th limited response is sent truncated so real clients
+	// retry over TCP (default 2; 1: all; -1: none).
+	Slip int `toml:"slip"`
+	// IPv4Prefix and IPv6Prefix are the client prefix lengths (default 24, 56).
+	IPv4Prefix int `toml:"ipv4_prefix"`
+	IPv6Prefix int `toml:"ipv6_prefix"`
 }
 
 // Redis configures the registry connection.
@@ -228,6 +244,7 @@ func Default() Config {
 			ForwardAllow: []string{"127.0.0.0/8", "::1/128"}, ForwardCacheSize: 1000,
 			MaxTCPConnections: 1000, TCPIdleTimeout: Duration{10 * time.Second}, TCPReadTimeout: Duration{2 * time.Second},
 			TTLFloor: Duration{time.Second}, MaxTXT: 4000,
+			RRL: RRL{Slip: 2, IPv4Prefix: 24, IPv6Prefix: 56},
 		},
 		Redis: Redis{
 			URL: "redis://127.0.0.1:6379/0", KeyspaceEvents: true, Timeout: Duration{2 * time.Second},
@@ -371,6 +388,11 @@ func (c *Config) vars() []variable {
 		{"dns.explain", boolean(&c.DNS.Explain)},
 		{"dns.ttl_floor", dur(&c.DNS.TTLFloor)},
 		{"dns.max_txt", integer(&c.DNS.MaxTXT)},
+		{"dns.rrl.rate", float(&c.DNS.RRL.Rate)},
+		{"dns.rrl.burst", float(&c.DNS.RRL.Burst)},
+		{"dns.rrl.slip", integer(&c.DNS.RRL.Slip)},
+		{"dns.rrl.ipv4_prefix", integer(&c.DNS.RRL.IPv4Prefix)},
+		{"dns.rrl.ipv6_prefix", integer(&c.DNS.RRL.IPv6Prefix)},
 		{"balance.locality_key", str(&c.Balance.LocalityKey)},
 		{"health.panic_threshold", float(&c.Health.PanicThreshold)},
 		{"health.unknown_priority", integer(&c.Health.UnknownPriority)},
@@ -502,6 +524,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("zones[%d]: zone %q is served twice", i, z.Name))
 		}
 		zones[name] = true
+	}
+	if r := c.DNS.RRL; r.Rate < 0 || r.Burst < 0 || r.IPv4Prefix < 1 || r.IPv4Prefix > 32 || r.IPv6Prefix < 1 || r.IPv6Prefix > 128 {
+		errs = append(errs, errors.New("dns.rrl: rate and burst must not be negative, ipv4_prefix 1..32, ipv6_prefix 1..128"))
 	}
 	if c.Health.PanicThreshold < 0 || c.Health.PanicThreshold > 1 {
 		errs = append(errs, fmt.Errorf("health.panic_threshold %v: want 0 (off) to 1", c.Health.PanicThreshold))

@@ -394,13 +394,16 @@ func TestEnvNames(t *testing.T) {
 	require.Contains(t, names, "REGDNS_REDIS_HEALTH_PREFIX")
 	require.Contains(t, names, "REGDNS_LOG_FORMAT")
 	require.Len(t, slices.Compact(slices.Sorted(slices.Values(names))), len(names), "unique")
-	for _, n := range names {
+	var c Config
+	for _, v := range c.vars() {
+		n := v.env
 		require.True(t, strings.HasPrefix(n, "REGDNS_"), n)
 		require.Equal(t, strings.ToUpper(n), n)
+		require.Equal(t, "REGDNS_"+strings.ToUpper(strings.ReplaceAll(v.key, ".", "_")), n)
 		// Each variable is reachable through Load.
-		key := strings.ToLower(strings.Replace(strings.TrimPrefix(n, "REGDNS_"), "_", ".", 1))
-		c := Default()
-		require.NoError(t, c.Set(key, valueFor(key)), "variable %s, key %s", n, key)
+		env := map[string]string{n: valueFor(v.key)}
+		_, err := Load("", func(k string) string { return env[k] })
+		require.NoError(t, err, "variable %s, key %s", n, v.key)
 	}
 }
 
@@ -414,7 +417,7 @@ func valueFor(key string) string {
 		return "false"
 	case key == "dns.max_udp_size":
 		return "1400"
-	case strings.HasPrefix(key, "dns.max_"), key == "dns.forward_cache_size",
+	case strings.HasPrefix(key, "dns.max_"), key == "dns.forward_cache_size", strings.HasPrefix(key, "dns.rrl."),
 		key == "health.rise", key == "health.fall", key == "health.concurrency":
 		return "3"
 	case key == "dns.forward":
