@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -133,6 +134,12 @@ func (f *commonFlags) load(args []string, getenv func(string) string, preset map
 	if f.fs.NArg() > 0 {
 		return config.Config{}, fmt.Errorf("unexpected arguments: %v", f.fs.Args())
 	}
+	return f.reload(getenv, preset)
+}
+
+// reload builds the configuration again from the parsed flags, as load
+// did: the file and environment are read anew (SIGHUP).
+func (f *commonFlags) reload(getenv func(string) string, preset map[string]string) (config.Config, error) {
 	path := *f.config
 	if path == "" {
 		path = getenv("REGDNS_CONFIG")
@@ -164,7 +171,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, stderr, nil)
+	return serveReloadable(ctx, cfg, stderr, nil, func() (config.Config, error) { return f.reload(getenv, nil) })
 }
 
 func devCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -172,9 +179,10 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	redisListen := f.fs.String("redis-listen", "127.0.0.1:6380", "address of the embedded registry (Redis protocol)")
 	// The embedded registry has no keyspace notifications, and services
 	// registered by hand have no health checker: serve unknown health too.
-	cfg, err := f.load(args, getenv, map[string]string{
+	preset := map[string]string{
 		"health.mode": "healthy_or_unknown", "redis.keyspace_events": "false", "cache.poll_interval": "500ms",
-	})
+	}
+	cfg, err := f.load(args, getenv, preset)
 	if err != nil {
 		return err
 	}
@@ -190,7 +198,12 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer reg.Wait()
 	defer cancel()
 	cfg.Redis.URL = reg.URL()
-	return serve(ctx, cfg, stderr, func(dnsAddr, httpAddr string) {
+	reload := func() (config.Config, error) {
+		next, err := f.reload(getenv, preset)
+		next.Redis.URL = reg.URL()
+		return next, err
+	}
+	return serveReloadable(ctx, cfg, stderr, func(dnsAddr, httpAddr string) {
 		host, port, _ := net.SplitHostPort(dnsAddr)
 		fmt.Fprintf(stdout, `regdns dev: embedded registry at %s, DNS at %s (UDP and TCP)
 
@@ -207,7 +220,7 @@ or redis-cli -p %s. Ctrl-C stops.
 			fmt.Fprintf(stdout, "Metrics at http://%s/metrics, a service's view at http://%s/debug/services/user-service\n",
 				httpAddr, httpAddr)
 		}
-	})
+	}, reload)
 }
 
 func portOf(addr string) string {
@@ -219,20 +232,17 @@ func portOf(addr string) string {
 // set, is called once the DNS sockets and the admin HTTP server are bound,
 // with their addresses (httpAddr "" when http.listen is off).
 func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started func(dnsAddr, httpAddr string)) error {
+	return serveReloadable(ctx, cfg, stderr, started, nil)
+}
+
+// serveReloadable is serve that also reloads its configuration with reload
+// on SIGHUP (nil: SIGHUP is not handled).
+func serveReloadable(ctx context.Context, cfg config.Config, stderr io.Writer, started func(dnsAddr, httpAddr string),
+	reload func() (config.Config, error)) error {
 	log := newLogger(cfg, stderr)
 	mode, err := registry.ParseHealthMode(cfg.Health.Mode)
 	if err != nil {
 		return fmt.Errorf("health.mode: %w", err)
-	}
-	strategy, err := balance.Parse(cfg.Balance.Strategy)
-	if err != nil {
-		return fmt.Errorf("balance.strategy: %w", err)
-	}
-	perService := map[string]balance.Strategy{}
-	for name, sb := range cfg.Balance.Services {
-		if perService[name], err = balance.Parse(sb.Strategy); err != nil {
-			return fmt.Errorf("balance.services.%s.strategy: %w", name, err)
-		}
 	}
 	client, db, err := newRedisClient(cfg, log)
 	if err != nil {
@@ -283,52 +293,12 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 	if ap, err := netip.ParseAddrPort(cfg.DNS.Listen); err == nil && !ap.Addr().IsUnspecified() {
 		nsAddrs = append(nsAddrs, ap.Addr())
 	}
-	transferFrom, err := config.Prefixes(cfg.DNS.TransferAllow)
+	opts, err := handlerOptions(cfg)
 	if err != nil {
-		return fmt.Errorf("dns.transfer_allow: %w", err)
+		return err
 	}
-	var forwarder *regdns.Forwarder
-	if len(cfg.DNS.Forward) > 0 {
-		allow, err := config.Prefixes(cfg.DNS.ForwardAllow)
-		if err != nil {
-			return fmt.Errorf("dns.forward_allow: %w", err)
-		}
-		forwarder = regdns.NewForwarder(regdns.ForwarderOptions{
-			Upstreams: cfg.DNS.Forward, Allow: allow, CacheSize: cfg.DNS.ForwardCacheSize,
-			Timeout: cfg.Redis.Timeout.Duration,
-		})
-	}
-	var clientZones []regdns.ClientZone
-	for network, zone := range cfg.Balance.ClientZones {
-		p, err := config.Prefixes([]string{network})
-		if err != nil {
-			return fmt.Errorf("balance.client_zones: %w", err)
-		}
-		clientZones = append(clientZones, regdns.ClientZone{Prefix: p[0], Zone: zone})
-	}
-	handler := regdns.NewHandler(cat, regdns.Options{
-		Zone:         cfg.DNS.Zone,
-		ExtraZones:   extra,
-		TTL:          seconds(cfg.DNS.TTL.Duration),
-		NegativeTTL:  seconds(cfg.DNS.NegativeTTL.Duration),
-		Strategy:     strategy,
-		Strategies:   perService,
-		MaxAnswers:   cfg.DNS.MaxAnswers,
-		NS:           cfg.DNS.NS,
-		NSAddrs:      nsAddrs,
-		MaxUDPSize:   uint16(cfg.DNS.MaxUDPSize),
-		TransferFrom: transferFrom,
-		Forwarder:    forwarder,
-		Explain:      cfg.DNS.Explain,
-		TTLFloor:     seconds(cfg.DNS.TTLFloor.Duration),
-		MaxTXT:       cfg.DNS.MaxTXT,
-		LocalityKey:  cfg.Balance.LocalityKey,
-		ClientZones:  clientZones,
-		// Validate keeps both within 0..65535.
-		UnknownPriority:   uint16(cfg.Health.UnknownPriority),
-		UnhealthyPriority: uint16(cfg.Health.UnhealthyPriority),
-		QueryLog:          cfg.Log.Queries,
-	})
+	opts.Zone, opts.ExtraZones, opts.NS, opts.NSAddrs = cfg.DNS.Zone, extra, cfg.DNS.NS, nsAddrs
+	handler := regdns.NewHandler(cat, opts)
 	srv := regdns.NewServer(regdns.ServerOptions{
 		Addr: cfg.DNS.Listen, Handler: handler, MaxTCPConnections: cfg.DNS.MaxTCPConnections,
 		IdleTimeout: cfg.DNS.TCPIdleTimeout.Duration, ReadTimeout: cfg.DNS.TCPReadTimeout.Duration,
@@ -342,7 +312,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 	}
 	log.Info().Str("zone", handler.Zone()).Str("listen", srv.Addr()).
 		Str("redis", config.RedactURL(cfg.Redis.URL)).Str("health_mode", mode.String()).
-		Str("strategy", strategy.String()).Msg("regdns serving (udp+tcp)")
+		Str("strategy", opts.Strategy.String()).Msg("regdns serving (udp+tcp)")
 	adminZones := []admin.Zone{newZoneView(handler.Zone(), views[0], handler, mode)}
 	for i, z := range extra {
 		adminZones = append(adminZones, newZoneView(z.Name, views[i+1], handler, mode))
@@ -364,6 +334,21 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if reload != nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-hup:
+					applyReload(cfg, reload, handler, log)
+				}
+			}
+		})
+	}
 	for _, v := range views {
 		g.Go(func() error { return v.Run(gctx) })
 	}
@@ -398,6 +383,100 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer, started fun
 	}
 	log.Info().Msg("regdns stopped")
 	return runErr
+}
+
+// handlerOptions are the DNS answer settings of cfg: everything a SIGHUP
+// can change. The zones, NS and listen addresses are set by the caller.
+func handlerOptions(cfg config.Config) (regdns.Options, error) {
+	strategy, err := balance.Parse(cfg.Balance.Strategy)
+	if err != nil {
+		return regdns.Options{}, fmt.Errorf("balance.strategy: %w", err)
+	}
+	perService := map[string]balance.Strategy{}
+	for name, sb := range cfg.Balance.Services {
+		if perService[name], err = balance.Parse(sb.Strategy); err != nil {
+			return regdns.Options{}, fmt.Errorf("balance.services.%s.strategy: %w", name, err)
+		}
+	}
+	transferFrom, err := config.Prefixes(cfg.DNS.TransferAllow)
+	if err != nil {
+		return regdns.Options{}, fmt.Errorf("dns.transfer_allow: %w", err)
+	}
+	var forwarder *regdns.Forwarder
+	if len(cfg.DNS.Forward) > 0 {
+		allow, err := config.Prefixes(cfg.DNS.ForwardAllow)
+		if err != nil {
+			return regdns.Options{}, fmt.Errorf("dns.forward_allow: %w", err)
+		}
+		forwarder = regdns.NewForwarder(regdns.ForwarderOptions{
+			Upstreams: cfg.DNS.Forward, Allow: allow, CacheSize: cfg.DNS.ForwardCacheSize,
+			Timeout: cfg.Redis.Timeout.Duration,
+		})
+	}
+	var clientZones []regdns.ClientZone
+	for network, zone := range cfg.Balance.ClientZones {
+		p, err := config.Prefixes([]string{network})
+		if err != nil {
+			return regdns.Options{}, fmt.Errorf("balance.client_zones: %w", err)
+		}
+		clientZones = append(clientZones, regdns.ClientZone{Prefix: p[0], Zone: zone})
+	}
+	return regdns.Options{
+		TTL:          seconds(cfg.DNS.TTL.Duration),
+		NegativeTTL:  seconds(cfg.DNS.NegativeTTL.Duration),
+		Strategy:     strategy,
+		Strategies:   perService,
+		MaxAnswers:   cfg.DNS.MaxAnswers,
+		MaxUDPSize:   uint16(cfg.DNS.MaxUDPSize),
+		TransferFrom: transferFrom,
+		Forwarder:    forwarder,
+		Explain:      cfg.DNS.Explain,
+		TTLFloor:     seconds(cfg.DNS.TTLFloor.Duration),
+		MaxTXT:       cfg.DNS.MaxTXT,
+		LocalityKey:  cfg.Balance.LocalityKey,
+		ClientZones:  clientZones,
+		// Validate keeps both within 0..65535.
+		UnknownPriority:   uint16(cfg.Health.UnknownPriority),
+		UnhealthyPriority: uint16(cfg.Health.UnhealthyPriority),
+		QueryLog:          cfg.Log.Queries,
+	}, nil
+}
+
+// applyReload re-reads the configuration (SIGHUP) and applies what can
+// change while serving: the answer settings. A configuration that does not
+// load or validate is rejected with one log line, and the running one kept.
+func applyReload(running config.Config, reload func() (config.Config, error), h *regdns.Handler, log zerolog.Logger) {
+	next, err := reload()
+	var opts regdns.Options
+	if err == nil {
+		opts, err = handlerOptions(next)
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("config reload rejected: keeping the running configuration")
+		return
+	}
+	var restart []string
+	for key, changed := range map[string]bool{
+		"dns.listen": next.DNS.Listen != running.DNS.Listen, "dns.zone": next.DNS.Zone != running.DNS.Zone,
+		"dns.ns": next.DNS.NS != running.DNS.NS, "dns.rrl": next.DNS.RRL != running.DNS.RRL,
+		"dns.max_tcp_connections": next.DNS.MaxTCPConnections != running.DNS.MaxTCPConnections,
+		"dns.tcp_idle_timeout":    next.DNS.TCPIdleTimeout != running.DNS.TCPIdleTimeout,
+		"dns.tcp_read_timeout":    next.DNS.TCPReadTimeout != running.DNS.TCPReadTimeout,
+		"redis":                   fmt.Sprint(next.Redis) != fmt.Sprint(running.Redis), "zones": fmt.Sprint(next.Zones) != fmt.Sprint(running.Zones),
+		"health.mode": next.Health.Mode != running.Health.Mode, "health.panic_threshold": next.Health.PanicThreshold != running.Health.PanicThreshold,
+		"cache": next.Cache != running.Cache, "log": next.Log != running.Log, "http": next.HTTP != running.HTTP,
+	} {
+		if changed {
+			restart = append(restart, key)
+		}
+	}
+	h.SetOptions(opts)
+	ev := log.Info()
+	if len(restart) > 0 {
+		slices.Sort(restart)
+		ev = log.Warn().Strs("need_restart", restart)
+	}
+	ev.Msg("config reloaded")
 }
 
 // newRedisClient connects to the registry's Redis: the server of

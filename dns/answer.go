@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -125,7 +126,8 @@ func (globalRand) IntN(n int) int { return rand.IntN(n) }
 // pure function of the request and the catalogs, so it is table-tested
 // without sockets; ServeDNS adapts it to the wire.
 type Handler struct {
-	opts  Options
+	// opts are swapped whole by SetOptions (SIGHUP reload).
+	opts  atomic.Pointer[Options]
 	cat   *Catalog // of the primary zone: logs and panics are reported there
 	zones []*zone
 	// packed holds every answer packed ahead of queries (see packed.go).
@@ -138,8 +140,9 @@ type Handler struct {
 // ExtraZones entry from its own catalog.
 func NewHandler(cat *Catalog, opts Options) *Handler {
 	opts.setDefaults()
-	h := &Handler{opts: opts, cat: cat, zones: []*zone{newZone(opts.Zone, cat, opts.NS)}, packed: newPackedTable(),
+	h := &Handler{cat: cat, zones: []*zone{newZone(opts.Zone, cat, opts.NS)}, packed: newPackedTable(),
 		stats: new(Stats), qlog: newQueryLog(opts.QueryLog)}
+	h.opts.Store(&opts)
 	for _, z := range opts.ExtraZones {
 		h.zones = append(h.zones, newZone(z.Name, z.Catalog, ""))
 	}
@@ -147,6 +150,19 @@ func NewHandler(cat *Catalog, opts Options) *Handler {
 		z.cat.listen(func(label string, s *service) { h.repack(z, label, s) })
 	}
 	return h
+}
+
+// SetOptions replaces the handler's options, as a configuration reload
+// does, and repacks every answer under them. The zones (Zone, ExtraZones,
+// NS) and QueryLog are fixed at NewHandler: changing them takes a restart.
+func (h *Handler) SetOptions(opts Options) {
+	old := h.opts.Load()
+	opts.Zone, opts.ExtraZones, opts.NS, opts.QueryLog = old.Zone, old.ExtraZones, old.NS, old.QueryLog
+	opts.setDefaults()
+	h.opts.Store(&opts)
+	for _, z := range h.zones {
+		z.cat.replay(func(label string, s *service) { h.repack(z, label, s) })
+	}
 }
 
 // Zone returns the primary zone served, fully qualified and lower case.
@@ -200,7 +216,7 @@ func (h *Handler) answer(r *dns.Msg, variant int, c client) (*dns.Msg, answer) {
 		m.Rcode = dns.RcodeFormatError
 		return m, answer{}
 	}
-	q := &query{Question: r.Question[0], variant: variant, client: c, now: h.opts.Now()}
+	q := &query{Question: r.Question[0], variant: variant, client: c, now: h.opts.Load().Now()}
 	if q.Qclass != dns.ClassINET {
 		m.Rcode = dns.RcodeRefused
 		return m, answer{}
@@ -235,7 +251,7 @@ func (h *Handler) answer(r *dns.Msg, variant int, c client) (*dns.Msg, answer) {
 }
 
 func (h *Handler) soa(z *zone) dns.RR {
-	return newSOA(z.name, z.ns, z.cat.Serial(), h.opts.NegativeTTL)
+	return newSOA(z.name, z.ns, z.cat.Serial(), h.opts.Load().NegativeTTL)
 }
 
 func (h *Handler) resolve(q *query, labels []string) (answer, error) {
@@ -246,7 +262,7 @@ func (h *Handler) resolve(q *query, labels []string) (answer, error) {
 	a, err := h.lookup(q, labels)
 	if q.Qtype == dns.TypeANY && err == nil {
 		// RFC 8482: a small honest answer to ANY, never everything we have.
-		return answer{answer: []dns.RR{newHINFO(q.Name, h.opts.TTL)}}, nil
+		return answer{answer: []dns.RR{newHINFO(q.Name, h.opts.Load().TTL)}}, nil
 	}
 	return a, err
 }
@@ -289,7 +305,7 @@ func (h *Handler) lookup(q *query, labels []string) (answer, error) {
 	}
 	s, ok := z.cat.lookup(labels[n-1])
 	if !ok {
-		if n == 1 && labels[0] == z.nsLabel && z == h.zones[0] && len(h.opts.NSAddrs) > 0 {
+		if n == 1 && labels[0] == z.nsLabel && z == h.zones[0] && len(h.opts.Load().NSAddrs) > 0 {
 			return h.nsAddrs(q)
 		}
 		return answer{}, notFound(z)
@@ -300,7 +316,7 @@ func (h *Handler) lookup(q *query, labels []string) (answer, error) {
 		return h.service(q, s, selection{})
 	case len(below) == 1 && s.live[below[0]] != nil:
 		return h.instance(q, s, s.live[below[0]]) // an instance id wins over a tag
-	case len(below) == 1 && below[0] == "_explain" && h.opts.Explain:
+	case len(below) == 1 && below[0] == "_explain" && h.opts.Load().Explain:
 		return h.explain(q, s)
 	case s.live[below[len(below)-1]] != nil:
 		return answer{}, errNXDomain // nothing lives below an instance
@@ -316,10 +332,10 @@ func (h *Handler) apex(q *query) (answer, error) {
 	case dns.TypeSOA, dns.TypeANY:
 		return answer{answer: []dns.RR{h.soa(z)}}, nil
 	case dns.TypeNS:
-		a := answer{answer: []dns.RR{newNS(q.Name, h.opts.TTL, z.ns)}}
+		a := answer{answer: []dns.RR{newNS(q.Name, h.opts.Load().TTL, z.ns)}}
 		if z.nsLabel != "" && z == h.zones[0] {
-			for _, addr := range h.opts.NSAddrs {
-				a.extra = append(a.extra, newAddr(z.ns, h.opts.TTL, addr))
+			for _, addr := range h.opts.Load().NSAddrs {
+				a.extra = append(a.extra, newAddr(z.ns, h.opts.Load().TTL, addr))
 			}
 		}
 		return a, nil
@@ -329,9 +345,9 @@ func (h *Handler) apex(q *query) (answer, error) {
 
 func (h *Handler) nsAddrs(q *query) (answer, error) {
 	var a answer
-	for _, addr := range h.opts.NSAddrs {
+	for _, addr := range h.opts.Load().NSAddrs {
 		if q.Qtype == familyType(addr) || q.Qtype == dns.TypeANY {
-			a.answer = append(a.answer, newAddr(q.Name, h.opts.TTL, addr))
+			a.answer = append(a.answer, newAddr(q.Name, h.opts.Load().TTL, addr))
 		}
 	}
 	return a, nil
@@ -361,14 +377,14 @@ func (h *Handler) instance(q *query, s *service, in *registry.Instance) (answer,
 // the floor), so resolvers do not cache an instance past its expiry. bound
 // reports whether a lease cut it, which makes the answer depend on the time.
 func (h *Handler) ttl(q *query, ins ...*registry.Instance) (ttl uint32, bound bool) {
-	ttl = h.opts.TTL
+	ttl = h.opts.Load().TTL
 	for _, in := range ins {
 		if in.LeaseEnds.IsZero() {
 			continue
 		}
 		bound = true
 		left := uint32(max(in.LeaseEnds.Sub(q.now).Seconds(), 0))
-		ttl = min(ttl, max(left, h.opts.TTLFloor))
+		ttl = min(ttl, max(left, h.opts.Load().TTLFloor))
 	}
 	return ttl, bound
 }

@@ -125,6 +125,15 @@ func (c *Catalog) listen(fn func(label string, s *service)) {
 	}
 }
 
+// replay calls fn with every service now, in step with the listeners.
+func (c *Catalog) replay(fn func(label string, s *service)) {
+	c.notify.Lock()
+	defer c.notify.Unlock()
+	for _, s := range c.all() {
+		fn(s.label, s)
+	}
+}
+
 // update applies one change and says which label now answers what.
 func (c *Catalog) update(name string, svc *registry.Service) (label string, s *service, changed bool) {
 	c.mu.Lock()

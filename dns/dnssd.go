@@ -25,7 +25,7 @@ func (h *Handler) enumerate(q *query) (answer, error) {
 		}
 		for _, p := range []string{"tcp", "udp"} {
 			if protos[p] {
-				a.answer = append(a.answer, newPTR(q.Name, h.opts.TTL, "_"+s.label+"._"+p+"."+q.z.name))
+				a.answer = append(a.answer, newPTR(q.Name, h.opts.Load().TTL, "_"+s.label+"._"+p+"."+q.z.name))
 			}
 		}
 	}
@@ -39,7 +39,7 @@ func (h *Handler) browse(q *query, s *service, sel selection) answer {
 		if in.Draining() {
 			continue // takes no new clients
 		}
-		a.answer = append(a.answer, newPTR(q.Name, h.opts.TTL, fold(in.ID)+"._"+s.label+"._"+sel.proto+"."+q.z.name))
+		a.answer = append(a.answer, newPTR(q.Name, h.opts.Load().TTL, fold(in.ID)+"._"+s.label+"._"+sel.proto+"."+q.z.name))
 	}
 	return a
 }

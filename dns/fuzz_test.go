@@ -98,7 +98,7 @@ func limitOf(h *Handler, q *dns.Msg, tcp bool) int {
 	case opt == nil:
 		return dns.MinMsgSize
 	default:
-		return int(max(min(opt.UDPSize(), h.opts.MaxUDPSize), dns.MinMsgSize))
+		return int(max(min(opt.UDPSize(), h.opts.Load().MaxUDPSize), dns.MinMsgSize))
 	}
 }
 

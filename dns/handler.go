@@ -62,14 +62,14 @@ func (h *Handler) reply(r *dns.Msg, tcp bool, client netip.Addr) *dns.Msg {
 		// RFC 6891 6.1.3: BADVERS, with an OPT carrying our version 0.
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeBadVers)
-		m.SetEdns0(h.opts.MaxUDPSize, false)
+		m.SetEdns0(h.opts.Load().MaxUDPSize, false)
 		return m
 	}
 	if opt != nil && slices.IndexFunc(r.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT && rr != opt }) >= 0 {
 		// RFC 6891 6.1.1: more than one OPT is FORMERR.
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeFormatError)
-		m.SetEdns0(h.opts.MaxUDPSize, false)
+		m.SetEdns0(h.opts.Load().MaxUDPSize, false)
 		return m
 	}
 	m, perClient := h.forward(r, client), false
@@ -80,8 +80,8 @@ func (h *Handler) reply(r *dns.Msg, tcp bool, client netip.Addr) *dns.Msg {
 	}
 	size := dns.MinMsgSize
 	if opt != nil {
-		size = int(max(min(opt.UDPSize(), h.opts.MaxUDPSize), dns.MinMsgSize))
-		m.SetEdns0(h.opts.MaxUDPSize, opt.Do())
+		size = int(max(min(opt.UDPSize(), h.opts.Load().MaxUDPSize), dns.MinMsgSize))
+		m.SetEdns0(h.opts.Load().MaxUDPSize, opt.Do())
 		echoSubnet(opt, m.IsEdns0(), perClient)
 	}
 	if tcp {
@@ -95,7 +95,7 @@ func (h *Handler) reply(r *dns.Msg, tcp bool, client netip.Addr) *dns.Msg {
 // forward answers names outside the zones through the Forwarder, for the
 // clients it allows; nil means "answer it ourselves" (REFUSED, mostly).
 func (h *Handler) forward(r *dns.Msg, client netip.Addr) *dns.Msg {
-	f := h.opts.Forwarder
+	f := h.opts.Load().Forwarder
 	if f == nil || r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 ||
 		h.inZones(r.Question[0].Name) || !f.Allowed(client) || isTransfer(r) {
 		return nil

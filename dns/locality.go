@@ -54,7 +54,7 @@ func (h *Handler) clientOf(r *dns.Msg, from netip.Addr) client {
 // holding addr.
 func (h *Handler) zoneOfClient(addr netip.Addr) string {
 	zone, bits := "", -1
-	for _, cz := range h.opts.ClientZones {
+	for _, cz := range h.opts.Load().ClientZones {
 		if cz.Prefix.Contains(addr) && cz.Prefix.Bits() > bits {
 			zone, bits = cz.Zone, cz.Prefix.Bits()
 		}

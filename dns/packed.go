@@ -186,7 +186,7 @@ func (h *Handler) packClass(m *dns.Msg, class int) ([]byte, int, bool) {
 		m.Truncate(dns.MinMsgSize)
 	case sizeEDNS:
 		// Leave room for the OPT appended at query time.
-		m.Truncate(int(h.opts.MaxUDPSize) - optLen)
+		m.Truncate(int(h.opts.Load().MaxUDPSize) - optLen)
 	case sizeTCP:
 		m.Truncate(dns.MaxMsgSize)
 	}
@@ -280,7 +280,7 @@ func (h *Handler) packedReply(pkt, out, key []byte, tcp bool) int {
 			pkt[o+5] != 0 || pkt[o+6] != 0 || pkt[o+9] != 0 || pkt[o+10] != 0 {
 			return 0
 		}
-		if binary.BigEndian.Uint16(pkt[o+3:]) < h.opts.MaxUDPSize && !tcp {
+		if binary.BigEndian.Uint16(pkt[o+3:]) < h.opts.Load().MaxUDPSize && !tcp {
 			return 0 // a size between 512 and ours: rare, left to the full handler
 		}
 		class, do = sizeEDNS, pkt[o+7]&0x80 != 0
@@ -333,7 +333,7 @@ func (h *Handler) packedReply(pkt, out, key []byte, tcp bool) int {
 		o := out[n : n+optLen]
 		o[0] = 0
 		binary.BigEndian.PutUint16(o[1:], dns.TypeOPT)
-		binary.BigEndian.PutUint16(o[3:], h.opts.MaxUDPSize)
+		binary.BigEndian.PutUint16(o[3:], h.opts.Load().MaxUDPSize)
 		o[5], o[6], o[7], o[8], o[9], o[10] = 0, 0, 0, 0, 0, 0
 		if do {
 			o[7] = 0x80

@@ -83,7 +83,7 @@ func TestFastReplyMatchesHandler(t *testing.T) {
 						desc := fmt.Sprintf("%v %s %s edns=%d", strategy, name, dns.TypeToString[qt], edns)
 						require.Equal(t, want.MsgHdr, got.MsgHdr, desc)
 						require.Equal(t, q.Question, got.Question, desc)
-						if want.Truncated || len(want.Answer) == h.opts.MaxAnswers {
+						if want.Truncated || len(want.Answer) == h.opts.Load().MaxAnswers {
 							// A cut answer keeps the subset its order put first.
 							require.Len(t, got.Answer, len(want.Answer), desc)
 						} else {

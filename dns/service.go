@@ -136,7 +136,7 @@ func (h *Handler) addrs(q *query, s *service, sel selection) answer {
 		if seen[in.Addr] {
 			continue // an RRset holds no duplicates (RFC 2181 5)
 		}
-		if len(a.answer) == h.opts.MaxAnswers {
+		if len(a.answer) == h.opts.Load().MaxAnswers {
 			break // the order chose which: the first ones
 		}
 		seen[in.Addr] = true
@@ -167,9 +167,9 @@ func (h *Handler) srvPriority(in *registry.Instance, best int) uint16 {
 	step := func(t int) int {
 		switch t {
 		case 1:
-			return int(h.opts.UnknownPriority)
+			return int(h.opts.Load().UnknownPriority)
 		case 2:
-			return int(h.opts.UnhealthyPriority)
+			return int(h.opts.Load().UnhealthyPriority)
 		}
 		return 0
 	}
@@ -201,9 +201,9 @@ func (h *Handler) target(z *zone, s *service, in *registry.Instance) string {
 // order (and so its weights) holds within every group.
 func (h *Handler) order(q *query, s *service, ins []*registry.Instance) ([]int, answer) {
 	order := make([]int, len(ins))
-	strategy, ok := h.opts.Strategies[s.name]
+	strategy, ok := h.opts.Load().Strategies[s.name]
 	if !ok {
-		strategy = h.opts.Strategy
+		strategy = h.opts.Load().Strategy
 	}
 	a := answer{orderLen: len(order), strategy: strategy}
 	var weights []uint16
@@ -222,16 +222,16 @@ func (h *Handler) order(q *query, s *service, ins []*registry.Instance) ([]int, 
 		balance.StickyOrder(order, ids, weights, q.client.key())
 		a.perClient = true
 	case q.variant == live:
-		balance.Order(strategy, order, s.turn.Add(1)-1, weights, h.opts.Rand)
+		balance.Order(strategy, order, s.turn.Add(1)-1, weights, h.opts.Load().Rand)
 	default:
 		// Variant v: rotation v, or the v-th of a fixed series of draws.
 		balance.Order(strategy, order, uint64(q.variant), weights, rand.New(rand.NewPCG(uint64(q.variant), 0x5eed)))
 	}
-	if h.opts.LocalityKey != "" && len(h.opts.ClientZones) > 0 {
+	if h.opts.Load().LocalityKey != "" && len(h.opts.Load().ClientZones) > 0 {
 		a.perClient = true
 		if zone := q.client.zone; zone != "" {
 			group(order, func(i int) int {
-				if strings.EqualFold(ins[i].Meta[h.opts.LocalityKey], zone) {
+				if strings.EqualFold(ins[i].Meta[h.opts.Load().LocalityKey], zone) {
 					return 0
 				}
 				return 1

@@ -10,7 +10,7 @@ import (
 // transferAllowed reports whether client may transfer the zone.
 func (h *Handler) transferAllowed(client netip.Addr) bool {
 	client = client.Unmap()
-	for _, p := range h.opts.TransferFrom {
+	for _, p := range h.opts.Load().TransferFrom {
 		if p.Contains(client) {
 			return true
 		}
@@ -22,10 +22,10 @@ func (h *Handler) transferAllowed(client netip.Addr) bool {
 // NS, every service's records, and the instances' names.
 func (h *Handler) zoneRecords(z *zone) []dns.RR {
 	soa := h.soa(z)
-	ttl := h.opts.TTL
+	ttl := h.opts.Load().TTL
 	rrs := []dns.RR{soa, newNS(z.name, ttl, z.ns)}
 	if z.nsLabel != "" && z == h.zones[0] {
-		for _, addr := range h.opts.NSAddrs {
+		for _, addr := range h.opts.Load().NSAddrs {
 			rrs = append(rrs, newAddr(z.ns, ttl, addr))
 		}
 	}

@@ -26,7 +26,7 @@ func (h *Handler) metaTXT(owner string, ttl uint32, in *registry.Instance, dnssd
 	size := 0
 	for _, k := range keys {
 		kv := quoteKey(k) + "=" + in.Meta[k]
-		if size+len(kv) > h.opts.MaxTXT {
+		if size+len(kv) > h.opts.Load().MaxTXT {
 			break // bounded: the rest is left out
 		}
 		size += len(kv)
