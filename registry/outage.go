@@ -82,9 +82,13 @@ func (w *watcher) dropStale() {
 // restarted reports whether Redis is a different process than at the last
 // full read (its run_id changed): its data may have been lost.
 func (w *watcher) restarted(ctx context.Context) bool {
+	// A Sentinel failover changes run_id too (the Sentinel client is a
+	// *redis.Client): holding is the safe side there as well, since
+	// replication is asynchronous and a promoted replica may lack the last
+	// writes. Cluster: run_id is per node and not tracked.
 	c, ok := w.v.opts.Client.(*redis.Client)
 	if !ok {
-		return false // Sentinel failover keeps the data; Cluster: per node, not tracked
+		return false
 	}
 	info, err := c.Info(ctx, "server").Result()
 	if err != nil {
