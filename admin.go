@@ -49,6 +49,8 @@ func (d dnsStats) DNSStats() admin.DNSStats {
 		Latency:       make(map[string]admin.Histogram, len(s.Latency)),
 		Forwarded:     s.Forwarded,
 		ForwardErrors: s.ForwardErrors,
+		RRLDropped:    s.RRLDropped,
+		RRLSlipped:    s.RRLSlipped,
 	}
 	for i, q := range s.Queries {
 		out.Queries[i] = admin.QueryCount{Qtype: q.Qtype, Rcode: q.Rcode, Transport: q.Transport, Fast: q.Fast, N: q.N}

@@ -71,6 +71,9 @@ type DNSStats struct {
 	// Forwarded counts queries forwarded upstream, ForwardErrors those
 	// that failed.
 	Forwarded, ForwardErrors uint64
+	// RRLDropped and RRLSlipped count responses response rate limiting
+	// dropped or sent truncated.
+	RRLDropped, RRLSlipped uint64
 }
 
 // RegistryStats are a registry view's counters and state.

@@ -131,7 +131,7 @@ func TestMetrics(t *testing.T) {
 			"udp": {Bounds: []float64{0.0001, 0.001}, Counts: []uint64{4, 3, 0}, Sum: 0.002},
 			"tcp": {Bounds: []float64{0.0001, 0.001}, Counts: []uint64{0, 0, 1}, Sum: 0.5},
 		},
-		Forwarded: 3, ForwardErrors: 1,
+		Forwarded: 3, ForwardErrors: 1, RRLDropped: 4, RRLSlipped: 2,
 	}}
 	many := make([]string, 1500)
 	for i := range many {
@@ -155,6 +155,8 @@ func TestMetrics(t *testing.T) {
 	require.InDelta(t, 5, value(t, f, "regdns_dns_fast_path_total").GetCounter().GetValue(), 0)
 	require.InDelta(t, 3, value(t, f, "regdns_dns_forwarded_total").GetCounter().GetValue(), 0)
 	require.InDelta(t, 1, value(t, f, "regdns_dns_forward_errors_total").GetCounter().GetValue(), 0)
+	require.InDelta(t, 4, value(t, f, "regdns_dns_rrl_total", "action", "dropped").GetCounter().GetValue(), 0)
+	require.InDelta(t, 2, value(t, f, "regdns_dns_rrl_total", "action", "slipped").GetCounter().GetValue(), 0)
 
 	udp := value(t, f, "regdns_dns_request_duration_seconds", "transport", "udp").GetHistogram()
 	require.EqualValues(t, 7, udp.GetSampleCount())

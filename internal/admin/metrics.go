@@ -19,6 +19,8 @@ var (
 		"Queries for names outside the zones forwarded upstream.", nil, nil)
 	descForwardErrors = prometheus.NewDesc("regdns_dns_forward_errors_total",
 		"Forwarded queries no upstream answered (SERVFAIL sent).", nil, nil)
+	descRRL = prometheus.NewDesc("regdns_dns_rrl_total",
+		"UDP responses response rate limiting held back, by action: dropped, or slipped (sent truncated).", []string{"action"}, nil)
 
 	descInvalidations = prometheus.NewDesc("regdns_registry_invalidations_total",
 		"Service changes published to the DNS answers, by what caused them.", []string{"zone", "cause"}, nil)
@@ -66,7 +68,7 @@ var _ prometheus.Collector = (*collector)(nil)
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descQueries, descFastPath, descDuration, descForwarded, descForwardErrors,
+		descQueries, descFastPath, descDuration, descForwarded, descForwardErrors, descRRL,
 		descInvalidations, descResyncs, descRedisRequests, descRedisErrors, descRedisDuration,
 		descSubscribed, descUp, descStale, descSkipped, descPanics, descEventLag, descServices, descInstances,
 	} {
@@ -104,6 +106,8 @@ func (c *collector) collectDNS(ch chan<- prometheus.Metric, s DNSStats) {
 	}
 	ch <- prometheus.MustNewConstMetric(descForwarded, prometheus.CounterValue, float64(s.Forwarded))
 	ch <- prometheus.MustNewConstMetric(descForwardErrors, prometheus.CounterValue, float64(s.ForwardErrors))
+	ch <- prometheus.MustNewConstMetric(descRRL, prometheus.CounterValue, float64(s.RRLDropped), "dropped")
+	ch <- prometheus.MustNewConstMetric(descRRL, prometheus.CounterValue, float64(s.RRLSlipped), "slipped")
 }
 
 func (c *collector) collectZone(ch chan<- prometheus.Metric, z Zone) {
