@@ -33,7 +33,7 @@ const (
 	// topoChangeBound is how soon a change must show while the topology is
 	// stable. The periodic full re-read is set to topoNoReread, so anything
 	// seen within this bound came from pub/sub or keyspace notifications.
-	topoChangeBound = time.Second
+	topoChangeBound = 3 * time.Second
 	// topoNoReread is cache.max_age in these tests: long enough that no
 	// periodic full re-read happens during a test.
 	topoNoReread = 10 * time.Minute
