@@ -10,6 +10,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
+
+	"github.com/regdns/regdns/internal/histogram"
 )
 
 // Counters of the DNS server, kept with atomics where queries are answered
@@ -82,40 +84,10 @@ var LatencyBounds = [...]time.Duration{
 	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
 }
 
-// histogram counts durations in LatencyBounds buckets (the last one is +Inf).
-type histogram struct {
-	buckets [len(LatencyBounds) + 1]atomic.Uint64
-	sum     atomic.Int64 // nanoseconds
-}
-
-// observe records n events that took d each.
-func (h *histogram) observe(d time.Duration, n int) {
-	i := 0
-	for i < len(LatencyBounds) && d > LatencyBounds[i] {
-		i++
-	}
-	h.buckets[i].Add(uint64(n))
-	h.sum.Add(int64(d) * int64(n))
-}
-
-// addTo adds the histogram's counts into out.
-func (h *histogram) addTo(out *Histogram) {
-	if out.Counts == nil {
-		out.Bounds = LatencyBounds[:]
-		out.Counts = make([]uint64, len(LatencyBounds)+1)
-	}
-	for i := range h.buckets {
-		n := h.buckets[i].Load()
-		out.Counts[i] += n
-		out.Count += n
-	}
-	out.Sum += time.Duration(h.sum.Load())
-}
-
 // statShard is the counters one goroutine (a UDP socket's) adds to.
 type statShard struct {
 	queries [numTransports][numPaths][numQtypes][numRcodes]atomic.Uint64
-	latency [numTransports]histogram
+	latency [numTransports]histogram.Durations
 	_       [64]byte // keeps the next shard off this one's cache lines
 }
 
@@ -200,15 +172,7 @@ func (s *Stats) udpShard() *statShard {
 }
 
 // Histogram is a snapshot of a duration histogram.
-type Histogram struct {
-	// Bounds are the buckets' upper bounds.
-	Bounds []time.Duration
-	// Counts per bucket, not cumulative: len(Bounds)+1, the last one
-	// above every bound.
-	Counts []uint64
-	Sum    time.Duration
-	Count  uint64
-}
+type Histogram = histogram.Snapshot
 
 // QueryCount is the number of replies of one kind.
 type QueryCount struct {
@@ -254,7 +218,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 					}
 				}
 			}
-			sh.latency[t].addTo(&lat[t])
+			sh.latency[t].AddTo(LatencyBounds[:], &lat[t])
 		}
 	}
 	out := StatsSnapshot{
@@ -330,7 +294,7 @@ func (h *Handler) served(w dns.ResponseWriter, r *dns.Msg, rcode int, fast bool,
 	d := time.Since(start)
 	sh := h.stats.shared()
 	sh.count(transport, path, qtype, rcode)
-	sh.latency[transport].observe(d, 1)
+	sh.latency[transport].Observe(LatencyBounds[:], d, 1)
 	if h.qlog.sample() {
 		name := ""
 		if len(r.Question) > 0 {
@@ -399,7 +363,7 @@ func (w *batchWriter) record(qtype uint16, rcode, path int) {
 // in d: each reply took d. Sampled replies go to the query log.
 func (w *batchWriter) batchDone(out []ipv4.Message, d time.Duration) {
 	if w.st != nil && len(out) > 0 {
-		w.st.latency[transportUDP].observe(d, len(out))
+		w.st.latency[transportUDP].Observe(LatencyBounds[:], d, len(out))
 	}
 	if every := w.h.qlog.every; every != 0 {
 		for i := range out {

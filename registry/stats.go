@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/regdns/regdns/internal/histogram"
 )
 
 // Counters of a View, kept with atomics where things happen and read by
@@ -48,41 +50,8 @@ var LatencyBounds = [...]time.Duration{
 	500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second,
 }
 
-// histogram counts durations in LatencyBounds buckets (the last is +Inf).
-type histogram struct {
-	buckets [len(LatencyBounds) + 1]atomic.Uint64
-	sum     atomic.Int64 // nanoseconds
-}
-
-func (h *histogram) observe(d time.Duration) {
-	i := 0
-	for i < len(LatencyBounds) && d > LatencyBounds[i] {
-		i++
-	}
-	h.buckets[i].Add(1)
-	h.sum.Add(int64(d))
-}
-
-func (h *histogram) snapshot() Histogram {
-	out := Histogram{Bounds: LatencyBounds[:], Counts: make([]uint64, len(h.buckets))}
-	for i := range h.buckets {
-		out.Counts[i] = h.buckets[i].Load()
-		out.Count += out.Counts[i]
-	}
-	out.Sum = time.Duration(h.sum.Load())
-	return out
-}
-
 // Histogram is a snapshot of a duration histogram.
-type Histogram struct {
-	// Bounds are the buckets' upper bounds.
-	Bounds []time.Duration
-	// Counts per bucket, not cumulative: len(Bounds)+1, the last one
-	// above every bound.
-	Counts []uint64
-	Sum    time.Duration
-	Count  uint64
-}
+type Histogram = histogram.Snapshot
 
 // Stats are the counters of one View.
 type Stats struct {
@@ -91,11 +60,11 @@ type Stats struct {
 	invalidations           [numCauses]atomic.Uint64
 	resyncs, resyncFailures atomic.Uint64
 	redisCalls, redisErrors atomic.Uint64
-	redisLatency            histogram
+	redisLatency            histogram.Durations
 	subscribed              atomic.Bool
 	subscriptions           atomic.Uint64
 	skipped                 [numSkips]atomic.Uint64
-	eventLag                histogram
+	eventLag                histogram.Durations
 
 	// Owned by the Run goroutine: what is being handled, and when the
 	// message that caused it arrived (zero: no message).
@@ -155,10 +124,10 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ResyncFailures: s.resyncFailures.Load(),
 		RedisCalls:     s.redisCalls.Load(),
 		RedisErrors:    s.redisErrors.Load(),
-		RedisLatency:   s.redisLatency.snapshot(),
+		RedisLatency:   s.redisLatency.Snapshot(LatencyBounds[:]),
 		Skipped:        make(map[string]uint64, numSkips),
 		Panics:         v.PanicCount(),
-		EventLag:       s.eventLag.snapshot(),
+		EventLag:       s.eventLag.Snapshot(LatencyBounds[:]),
 	}
 	for i := range s.invalidations {
 		out.Invalidations[CauseNames[i]] = s.invalidations[i].Load()
@@ -193,7 +162,7 @@ func (s *Stats) changed(onChange func(string, *Service)) func(string, *Service) 
 		onChange(name, svc)
 		s.invalidations[s.cause].Add(1)
 		if !s.eventAt.IsZero() {
-			s.eventLag.observe(s.v.opts.Now().Sub(s.eventAt))
+			s.eventLag.Observe(LatencyBounds[:], s.v.opts.Now().Sub(s.eventAt), 1)
 		}
 	}
 }
@@ -273,7 +242,7 @@ func connSetup(cmd redis.Cmder) bool {
 
 func (s *Stats) redisCall(d time.Duration, err error) {
 	s.redisCalls.Add(1)
-	s.redisLatency.observe(d)
+	s.redisLatency.Observe(LatencyBounds[:], d, 1)
 	// A missing key is no failure, nor a key of another type (that is
 	// malformed data, counted as skipped).
 	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
