@@ -28,6 +28,9 @@ const udpBatch = 64
 // udpReadSize bounds a query; larger datagrams are not queries we answer.
 const udpReadSize = 4096
 
+// udpSocketBuffer is the socket buffer asked for, each way.
+const udpSocketBuffer = 4 << 20
+
 // batchConn is the part of ipv4.PacketConn and ipv6.PacketConn we use.
 type batchConn interface {
 	ReadBatch(ms []ipv4.Message, flags int) (int, error)
@@ -261,7 +264,13 @@ func listenUDP(ctx context.Context, addr string, n int) ([]*net.UDPConn, error) 
 			}
 			return nil, err
 		}
-		conns = append(conns, pc.(*net.UDPConn))
+		conn := pc.(*net.UDPConn)
+		// A burst larger than the kernel's default buffer (about 200 KB) is
+		// dropped before we can read it; ask for more (the kernel caps it at
+		// net.core.rmem_max), best effort.
+		_ = conn.SetReadBuffer(udpSocketBuffer)
+		_ = conn.SetWriteBuffer(udpSocketBuffer)
+		conns = append(conns, conn)
 		if i == 0 {
 			addr = pc.LocalAddr().String()
 		}
