@@ -44,6 +44,9 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	m := h.reply(r, tcp, client)
 	rcode = m.Rcode
 	_ = w.WriteMsg(m) // a client gone away is not our error
+	if tcp {
+		h.learn(r, m) // so the next such query is answered from the packed table
+	}
 }
 
 func isTransfer(r *dns.Msg) bool {

@@ -1,8 +1,10 @@
 package dns
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -48,44 +50,82 @@ type packedAnswer struct {
 	cat      *Catalog
 }
 
-// packedTable maps "lower-case wire name + qtype" to packed answers. Each
-// service's entries are replaced as a unit, in time proportional to the
-// service, never to the registry.
+// packedTable maps "lower-case wire name + qtype" to packed answers. It is
+// filled lazily: the first query for a name is answered by the full handler,
+// which then packs that answer (learn), so a registry change costs nothing
+// but forgetting what was packed for the service, and memory holds only the
+// answers asked for. Entries are grouped by their service ("owner"), whose
+// generation moves on every change, so an answer packed from a snapshot
+// that changed meanwhile is never stored.
 type packedTable struct {
-	mu    sync.RWMutex
-	m     map[string]*packedAnswer
-	owned map[string][]string // zone+label -> keys of that service
+	mu     sync.RWMutex
+	m      map[string]*packedAnswer
+	owners map[string]*packedOwner // zone + "/" + label
 }
+
+type packedOwner struct {
+	gen  uint64
+	keys []string
+}
+
+// maxPackedPerService bounds the answers packed for one service beyond its
+// instances' (queries for many types at one name could otherwise grow the
+// table without end).
+const maxPackedPerService = 64
 
 func newPackedTable() *packedTable {
-	return &packedTable{m: map[string]*packedAnswer{}, owned: map[string][]string{}}
+	return &packedTable{m: map[string]*packedAnswer{}, owners: map[string]*packedOwner{}}
 }
-
-// nodataType is the qtype slot of the answer to any other ordinary type.
-const nodataType = 0
 
 func tableKey(wireName []byte, qtype uint16) string {
 	return string(binary.BigEndian.AppendUint16(wireName, qtype))
 }
 
-// replace swaps the entries of one service.
-func (t *packedTable) replace(owner string, entries map[string]*packedAnswer) {
-	keys := make([]string, 0, len(entries))
-	for k := range entries {
-		keys = append(keys, k)
-	}
+// reset forgets every answer of owner and starts its next generation; gone
+// drops the owner itself.
+func (t *packedTable) reset(owner string, gone bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, k := range t.owned[owner] {
+	o := t.owners[owner]
+	if o == nil {
+		if gone {
+			return
+		}
+		o = &packedOwner{}
+		t.owners[owner] = o
+	}
+	for _, k := range o.keys {
 		delete(t.m, k)
 	}
-	for k, v := range entries {
-		t.m[k] = v
+	o.keys, o.gen = nil, o.gen+1
+	if gone {
+		delete(t.owners, owner)
 	}
-	if len(keys) == 0 {
-		delete(t.owned, owner)
-	} else {
-		t.owned[owner] = keys
+}
+
+// generation returns owner's generation, and whether it exists.
+func (t *packedTable) generation(owner string) (uint64, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	o := t.owners[owner]
+	if o == nil {
+		return 0, false
+	}
+	return o.gen, true
+}
+
+// add stores p under key for owner, unless owner changed since gen or holds
+// its share of answers already.
+func (t *packedTable) add(owner string, gen uint64, key string, p *packedAnswer, limit int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o := t.owners[owner]
+	if o == nil || o.gen != gen || len(o.keys) >= limit {
+		return
+	}
+	if _, ok := t.m[key]; !ok {
+		t.m[key] = p
+		o.keys = append(o.keys, key)
 	}
 }
 
@@ -96,61 +136,69 @@ func (t *packedTable) get(key []byte) *packedAnswer {
 	return p
 }
 
-// repack rebuilds the packed answers of the service with label in zone z;
-// s nil drops them.
+// repack is called on every change of the service with label in zone z (s
+// nil: it is gone): its packed answers are forgotten, to be packed again
+// as they are asked for.
 func (h *Handler) repack(z *zone, label string, s *service) {
-	owner := z.name + "/" + label
-	if s == nil {
-		h.packed.replace(owner, nil)
+	h.packed.reset(z.name+"/"+label, s == nil)
+}
+
+// learn packs the answer to r, just answered by the full handler, when it
+// can serve the next such query: an authoritative answer or NODATA for a
+// name of a known service. It runs once per (name, qtype) and service
+// change.
+func (h *Handler) learn(r, reply *dns.Msg) {
+	if len(r.Question) != 1 || reply.Rcode != dns.RcodeSuccess || !reply.Authoritative || r.Opcode != dns.OpcodeQuery {
 		return
 	}
-	entries := map[string]*packedAnswer{}
-	add := func(name string, qtypes ...uint16) {
-		wire, ok := appendWireName(make([]byte, 0, len(name)+1), name)
-		if !ok {
-			return
-		}
-		for _, qt := range qtypes {
-			p := h.pack(z, name, qt, s)
-			if p == nil {
-				// Not packable (e.g. round-robin over too many): an empty
-				// entry sends the query to the full handler, rather than to
-				// the name's "no data" entry.
-				p = &packedAnswer{}
-			}
-			entries[tableKey(wire, qt)] = p
-		}
+	q := r.Question[0]
+	switch q.Qtype {
+	case dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR, dns.TypeMAILA, dns.TypeMAILB, dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY:
+		return
 	}
-	base := label + "." + z.name
-	add(base, dns.TypeSRV, dns.TypeA, dns.TypeAAAA, nodataType)
-	add("_"+label+"._tcp."+z.name, dns.TypeSRV, dns.TypePTR, nodataType)
-	add("_"+label+"._udp."+z.name, dns.TypeSRV, dns.TypePTR, nodataType)
-	for id, in := range s.live {
-		name := id + "." + base
-		if in.IsName() {
-			add(name, nodataType) // the CNAME answers every type
-			continue
-		}
-		add(name, familyType(in.Addr), dns.TypeTXT, nodataType)
+	name := fold(q.Name)
+	z, labels, ok := h.zoneOf(name)
+	if !ok || len(labels) == 0 {
+		return
 	}
-	h.packed.replace(owner, entries)
+	label := labels[len(labels)-1]
+	if n := len(labels); n >= 2 && (labels[n-1] == "_tcp" || labels[n-1] == "_udp") {
+		label = strings.TrimPrefix(labels[n-2], "_")
+	}
+	s, ok := z.cat.lookup(label)
+	if !ok {
+		return
+	}
+	owner := z.name + "/" + label
+	gen, ok := h.packed.generation(owner)
+	if !ok {
+		return
+	}
+	wire, ok := appendWireName(make([]byte, 0, len(name)+3), name)
+	if !ok {
+		return
+	}
+	key := tableKey(wire, q.Qtype)
+	if h.packed.get([]byte(key)) != nil {
+		return // packed already, or known to be unpackable
+	}
+	p := h.pack(z, name, q.Qtype, s)
+	if p == nil {
+		// Not packable (per client, per time, round-robin over too many):
+		// an empty entry sends the query straight to the full handler.
+		p = &packedAnswer{}
+	}
+	h.packed.add(owner, gen, key, p, len(s.live)+maxPackedPerService)
 }
 
 // pack builds every variant of one answer, or nil when it must be left to
 // the full handler.
 func (h *Handler) pack(z *zone, name string, qtype uint16, s *service) *packedAnswer {
 	q := new(dns.Msg)
-	qt := qtype
-	if qt == nodataType {
-		qt = dns.TypeNULL // stands for every type the name has no data of
-	}
-	q.SetQuestion(name, qt)
+	q.SetQuestion(name, qtype)
 	first, a := h.answer(q, 0, client{})
 	if first.Rcode != dns.RcodeSuccess || !first.Authoritative || a.perClient {
 		return nil // not an answer, or one that depends on who asks or when
-	}
-	if qtype == nodataType && len(first.Answer) > 0 && first.Answer[0].Header().Rrtype != dns.TypeCNAME {
-		return nil // the name has data of every type? (not a shape we serve)
 	}
 	p := &packedAnswer{rotate: a.strategy == balance.RoundRobin, turn: &s.turn, cat: z.cat}
 	n := 1
@@ -169,6 +217,11 @@ func (h *Handler) pack(z *zone, name string, qtype uint16, s *service) *packedAn
 			b, serialAt, ok := h.packClass(m, class)
 			if !ok {
 				return nil
+			}
+			// Most answers fit every size class alike: share their bytes
+			// (a registry of 100,000 instances packs about a million answers).
+			if class > 0 && serialAt == p.serialAt[class-1] && bytes.Equal(b, p.variants[class-1][v]) {
+				b = p.variants[class-1][v]
 			}
 			p.variants[class] = append(p.variants[class], b)
 			p.serialAt[class] = serialAt
@@ -195,6 +248,9 @@ func (h *Handler) packClass(m *dns.Msg, class int) ([]byte, int, bool) {
 	if err != nil {
 		return nil, 0, false
 	}
+	// Pack's buffer is sized for the uncompressed message: keep only the
+	// packed bytes, since the table holds them as long as the service lasts.
+	b = bytes.Clone(b)
 	serialAt := 0
 	if len(m.Ns) == 1 {
 		if soa, ok := m.Ns[0].(*dns.SOA); ok {
@@ -289,13 +345,7 @@ func (h *Handler) packedReply(pkt, out, key []byte, tcp bool) int {
 	}
 	p := h.packed.get(binary.BigEndian.AppendUint16(key[:k], qtype))
 	if p == nil {
-		switch qtype {
-		case dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR, dns.TypeMAILA, dns.TypeMAILB, dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY:
-			return 0
-		}
-		if p = h.packed.get(binary.BigEndian.AppendUint16(key[:k], nodataType)); p == nil {
-			return 0
-		}
+		return 0
 	}
 	withOPT := class == sizeEDNS
 	if tcp {

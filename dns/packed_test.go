@@ -71,7 +71,7 @@ func TestFastReplyMatchesHandler(t *testing.T) {
 						}
 						pkt, err := q.Pack()
 						require.NoError(t, err)
-						n := h.fastReply(pkt, out, key)
+						n := fastAfterFirst(h, pkt, out, key)
 						checked++
 						if n == 0 {
 							continue
@@ -113,11 +113,14 @@ func TestFastReplyMatchesHandler(t *testing.T) {
 // handler, sharing its counter.
 func TestFastReplyRoundRobin(t *testing.T) {
 	t.Parallel()
-	h := packedFixture(t, balance.RoundRobin)
-	q := new(dns.Msg).SetQuestion("user-service.service.local.", dns.TypeA)
+	c := newTestCatalog(t)
+	c.Update("rr", svc("rr", inst("a", "10.0.0.1", 80), inst("b", "10.0.0.2", 80), inst("c", "10.0.0.3", 80)))
+	h := NewHandler(c.Catalog, testOptions())
+	q := new(dns.Msg).SetQuestion("rr.service.local.", dns.TypeA)
 	pkt, err := q.Pack()
 	require.NoError(t, err)
 	out, key := make([]byte, 512), make([]byte, 512)
+	warm(h, q)
 	var firsts []string
 	for range 4 {
 		n := h.fastReply(pkt, out, key)
@@ -142,7 +145,7 @@ func TestFastReplyFollowsChanges(t *testing.T) {
 		pkt, err := new(dns.Msg).SetQuestion(name, qt).Pack()
 		require.NoError(t, err)
 		out := make([]byte, 512)
-		n := h.fastReply(pkt, out, make([]byte, 512))
+		n := fastAfterFirst(h, pkt, out, make([]byte, 512))
 		require.NotZero(t, n, "%s fast", name)
 		m := new(dns.Msg)
 		require.NoError(t, m.Unpack(out[:n]))
@@ -172,6 +175,7 @@ func BenchmarkFastReply(b *testing.B) {
 	} {
 		pkt, _ := tc.q.Pack()
 		out, key := make([]byte, 1232), make([]byte, 512)
+		warm(h, tc.q)
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -202,6 +206,7 @@ func TestPackedReplyTCP(t *testing.T) {
 		}
 		pkt, err := q.Pack()
 		require.NoError(t, err)
+		warm(h, q)
 		n := h.packedReply(pkt, out, key, true)
 		require.NotZero(t, n)
 		got := new(dns.Msg)
@@ -214,4 +219,61 @@ func TestPackedReplyTCP(t *testing.T) {
 		require.Len(t, got.Answer, 60)
 		require.Equal(t, want.IsEdns0() != nil, got.IsEdns0() != nil)
 	}
+}
+
+// warm answers each query once through the full handler and packs it, as
+// the first query of a name does in the servers, so the next one takes the
+// fast path.
+func warm(h *Handler, qs ...*dns.Msg) {
+	for _, q := range qs {
+		h.learn(q, h.reply(q, false, netip.Addr{}))
+	}
+}
+
+// fastAfterFirst is fastReply for a query asked once before.
+func fastAfterFirst(h *Handler, pkt, out, key []byte) int {
+	if n := h.fastReply(pkt, out, key); n > 0 {
+		return n
+	}
+	q := new(dns.Msg)
+	if q.Unpack(pkt) != nil {
+		return 0
+	}
+	warm(h, q)
+	return h.fastReply(pkt, out, key)
+}
+
+// The first query of a name takes the full handler and packs its answer;
+// a registry change forgets what was packed for the service.
+func TestPackedLazily(t *testing.T) {
+	t.Parallel()
+	c := newTestCatalog(t)
+	c.Update("svc", svc("svc", inst("a", "10.0.0.1", 80)))
+	h := NewHandler(c.Catalog, testOptions())
+	q := new(dns.Msg).SetQuestion("svc.service.local.", dns.TypeA)
+	pkt, err := q.Pack()
+	require.NoError(t, err)
+	out, key := make([]byte, 512), make([]byte, 512)
+	require.Zero(t, h.fastReply(pkt, out, key), "nothing packed before the first query")
+	warm(h, q)
+	require.NotZero(t, h.fastReply(pkt, out, key))
+	c.Update("svc", svc("svc", inst("a", "10.0.0.1", 80), inst("b", "10.0.0.2", 80)))
+	require.Zero(t, h.fastReply(pkt, out, key), "a change forgets the service's answers")
+	warm(h, q)
+	n := fastAfterFirst(h, pkt, out, key)
+	m := new(dns.Msg)
+	require.NoError(t, m.Unpack(out[:n]))
+	require.Len(t, m.Answer, 2)
+
+	// An NXDOMAIN is never packed; the table stays bounded per service.
+	nx := new(dns.Msg).SetQuestion("nope.service.local.", dns.TypeA)
+	warm(h, nx)
+	pkt, _ = nx.Pack()
+	require.Zero(t, h.fastReply(pkt, out, key))
+	for qt := range uint16(500) {
+		warm(h, new(dns.Msg).SetQuestion("a.svc.service.local.", qt+1))
+	}
+	h.packed.mu.RLock()
+	defer h.packed.mu.RUnlock()
+	require.LessOrEqual(t, len(h.packed.m), 2+maxPackedPerService, "queries of many types at one name stay bounded")
 }

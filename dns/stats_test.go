@@ -50,6 +50,8 @@ func answerBatch(t *testing.T, w *batchWriter, d time.Duration, qs ...*dns.Msg) 
 func TestStatsCountUDPBatches(t *testing.T) {
 	t.Parallel()
 	h := packedFixture(t, balance.RoundRobin)
+	warm(h, new(dns.Msg).SetQuestion("user-service.service.local.", dns.TypeA),
+		new(dns.Msg).SetQuestion("user-service.service.local.", dns.TypeSRV))
 	w := newBenchWriter(h)
 	out := answerBatch(t, w, 3*time.Millisecond,
 		new(dns.Msg).SetQuestion("user-service.service.local.", dns.TypeA),                       // packed
@@ -88,6 +90,7 @@ func TestStatsCountUDPBatches(t *testing.T) {
 func TestStatsCountTCPAndPanics(t *testing.T) {
 	t.Parallel()
 	h := packedFixture(t, balance.RoundRobin)
+	warm(h, new(dns.Msg).SetQuestion("user-service.service.local.", dns.TypeSRV))
 	tcp := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53}
 	for _, q := range []*dns.Msg{
 		new(dns.Msg).SetQuestion("user-service.service.local.", dns.TypeSRV), // packed
@@ -116,6 +119,7 @@ func TestStatsCountTCPAndPanics(t *testing.T) {
 func TestStatsConcurrent(t *testing.T) {
 	t.Parallel()
 	h := packedFixture(t, balance.RoundRobin)
+	warm(h, new(dns.Msg).SetQuestion("user-service.service.local.", dns.TypeA))
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -145,6 +149,7 @@ func TestQueryLogSamplesByCount(t *testing.T) {
 	h := NewHandler(c, opts)
 	w := newBenchWriter(h)
 	q := new(dns.Msg).SetQuestion("Web.service.local.", dns.TypeA)
+	warm(h, q)
 	answerBatch(t, w, time.Millisecond, q, q, q, new(dns.Msg).SetQuestion("nope.service.local.", dns.TypeTXT))
 	h.ServeDNS(&recorder{local: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}, q)
 	h.ServeDNS(&recorder{local: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}, q)

@@ -142,6 +142,13 @@ func (s *udpServer) serve(c *net.UDPConn) {
 			sent += n
 		}
 		w.batchDone(out[:k], time.Since(start))
+		// Pack what the full handler answered, now that its replies are
+		// sent: the next such query takes the fast path.
+		for _, l := range w.learn {
+			s.h.learn(l[0], l[1])
+		}
+		clear(w.learn)
+		w.learn = w.learn[:0]
 		for i := range out[:k] {
 			out[i].Buffers[0] = out[i].Buffers[0][:cap(out[i].Buffers[0])]
 		}
@@ -153,6 +160,9 @@ type batchWriter struct {
 	h   *Handler
 	key []byte
 	batchStats
+	// learn holds the (query, reply) pairs of the batch the full handler
+	// answered, to pack once the batch is sent.
+	learn [][2]*dns.Msg
 }
 
 // answer writes the reply to pkt into buf and returns its length; 0 means
@@ -199,6 +209,9 @@ func (w *batchWriter) slow(pkt, buf []byte, from net.Addr) int {
 			break
 		}
 		m = w.h.reply(req, false, addrOf(from))
+		if m.Rcode == dns.RcodeSuccess && m.Authoritative {
+			w.learn = append(w.learn, [2]*dns.Msg{req, m}) // packed after the batch is sent
+		}
 	}
 	b, err := m.PackBuffer(buf)
 	if err != nil || len(b) > len(buf) {

@@ -18,7 +18,9 @@ import (
 func BenchmarkFastReplyUDP(b *testing.B) {
 	h := packedFixture(&testing.T{}, balance.RoundRobin)
 	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353}
-	pkt, err := new(dns.Msg).SetQuestion("user-service.service.local.", dns.TypeA).Pack()
+	q := new(dns.Msg).SetQuestion("user-service.service.local.", dns.TypeA)
+	warm(h, q)
+	pkt, err := q.Pack()
 	if err != nil {
 		b.Fatal(err)
 	}
