@@ -89,6 +89,21 @@ func (in *Instance) sameServing(b *Instance) bool {
 	return true
 }
 
+// sameDocument reports whether b decodes from the same document as in, but
+// for the heartbeat times.
+func (in *Instance) sameDocument(b *Instance) bool {
+	if in.Host != b.Host || in.Port != b.Port || in.Weight != b.Weight || in.Priority != b.Priority ||
+		len(in.Meta) != len(b.Meta) || !in.RegisteredAt.Equal(b.RegisteredAt) {
+		return false
+	}
+	for k, v := range in.Meta {
+		if bv, ok := b.Meta[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}
+
 type instanceDoc struct {
 	Host          json.RawMessage            `json:"host"`
 	Port          json.RawMessage            `json:"port"`
@@ -142,24 +157,29 @@ func DecodeInstance(service, id string, data []byte) (Instance, error) {
 }
 
 // validHostName accepts what a resolver could look up: dot-separated labels
-// of letters, digits, '-' and '_', at most 253 octets.
+// of letters, digits, '-' and '_', at most 253 octets, the last one not all
+// digits: a host name never has the dotted-decimal form (RFC 1123 2.1), so
+// "999.1.1.1" or "10.0.0" is a bad address, not a name.
 func validHostName(h string) bool {
 	h = strings.TrimSuffix(h, ".")
 	if h == "" || len(h) > 253 {
 		return false
 	}
+	numeric := false
 	for label := range strings.SplitSeq(h, ".") {
 		if label == "" || len(label) > 63 {
 			return false
 		}
+		numeric = true
 		for i := 0; i < len(label); i++ {
 			c := label[i]
 			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 				return false
 			}
+			numeric = numeric && c >= '0' && c <= '9'
 		}
 	}
-	return true
+	return !numeric
 }
 
 func jsonString(raw json.RawMessage) (string, error) {

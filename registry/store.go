@@ -54,15 +54,22 @@ type entryCmds struct {
 	ttl, httl *redis.DurationCmd
 }
 
-func (s *Store) queueEntry(p redis.Pipeliner, ctx context.Context, service, id string) entryCmds {
+// queueEntry queues the reads of one entry. healthTTL asks for the health
+// key's TTL too: full re-reads leave it out (a quarter of their commands),
+// since a health key that expires is seen by its keyspace notification or
+// by the next re-read, and only the instance key's expiry is timed locally.
+func (s *Store) queueEntry(p redis.Pipeliner, ctx context.Context, service, id string, healthTTL bool) entryCmds {
 	ik, hk := s.keys.Instance(service, id), s.keys.Health(service, id)
-	return entryCmds{
+	c := entryCmds{
 		id:   id,
 		get:  p.Get(ctx, ik),
 		ttl:  p.PTTL(ctx, ik),
 		hget: p.Get(ctx, hk),
-		httl: p.PTTL(ctx, hk),
 	}
+	if healthTTL {
+		c.httl = p.PTTL(ctx, hk)
+	}
+	return c
 }
 
 // result turns the replies into an Entry. A missing key is not an error;
@@ -96,6 +103,9 @@ func (c entryCmds) result() (Entry, error) {
 // ttlOf reads a PTTL reply: 0 when the key has no TTL or is gone. PTTL
 // says 0 for a key in its last millisecond, which must not read as "no TTL".
 func ttlOf(c *redis.DurationCmd) time.Duration {
+	if c == nil {
+		return 0 // not asked
+	}
 	d, err := c.Result()
 	if err != nil || d < 0 {
 		return 0
@@ -138,7 +148,7 @@ func (s *Store) Entries(ctx context.Context, service string, ids []string) ([]En
 		p := s.client.Pipeline()
 		cmds := make([]entryCmds, 0, end-start)
 		for _, id := range ids[start:end] {
-			cmds = append(cmds, s.queueEntry(p, ctx, service, id))
+			cmds = append(cmds, s.queueEntry(p, ctx, service, id, true))
 		}
 		if err := exec(ctx, p); err != nil {
 			return nil, fmt.Errorf("read instances of service %q: %w", service, err)
@@ -259,8 +269,8 @@ func (s *Store) Snapshot(ctx context.Context, names []string) (map[string][]Entr
 			out[n] = make([]Entry, 0, len(ids))
 		}
 		for _, id := range ids {
-			batch = append(batch, pending{n, s.queueEntry(p, ctx, n, id)})
-			if len(batch)*4 >= s.chunk {
+			batch = append(batch, pending{n, s.queueEntry(p, ctx, n, id, false)})
+			if len(batch)*3 >= s.chunk {
 				if err := flush(); err != nil {
 					return nil, nil, err
 				}

@@ -193,7 +193,8 @@ func (v *View) Services() []string {
 // than a round trip.
 func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time) {
 	es := &entryState{inst: Instance{Service: service, ID: e.ID}}
-	if old, ok := st.entries[e.ID]; ok {
+	old := st.entries[e.ID]
+	if old != nil {
 		es.lease, es.armed, es.healthArmed = old.lease, old.armed, old.healthArmed
 	}
 	key := v.opts.Keys.Instance(service, e.ID)
@@ -202,15 +203,28 @@ func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time
 		es.bad = "instance key is not a string"
 	case e.Data != nil:
 		inst, err := DecodeInstance(service, e.ID, e.Data)
-		if err != nil {
+		switch {
+		case err != nil:
 			es.bad = err.Error()
-		} else {
+		case old != nil && old.present && old.inst.sameDocument(&inst):
+			// Unchanged but for its heartbeat: keep the decoded copy the
+			// published snapshot shares (its strings and metadata map), so
+			// a re-read does not hold the registry twice.
+			es.inst, es.present = old.inst, true
+			es.inst.LastHeartbeat, es.inst.Health = inst.LastHeartbeat, Health{}
+		default:
 			es.inst, es.present = inst, true
 		}
 	}
 	v.warnOnce(key, es.bad)
 	if es.present && e.TTL > 0 {
-		v.setExpires(es, readAt.Add(e.TTL), readAt)
+		at := readAt.Add(e.TTL)
+		if old != nil && !old.expires.IsZero() && at.Sub(old.expires).Abs() < expirySlack {
+			// The same deadline, read again: keep it, and the item queued
+			// for it, rather than queue one a few milliseconds off.
+			at = old.expires
+		}
+		v.setExpires(es, at, readAt)
 		es.lease = max(es.lease, ceilSecond(e.TTL))
 		v.arm(service, e.ID, es, false)
 	}
@@ -257,6 +271,11 @@ func (v *View) setExpires(es *entryState, at, now time.Time) bool {
 
 // PanicCount is how many times a service entered panic mode.
 func (v *View) PanicCount() uint64 { return v.panics.Load() }
+
+// expirySlack is how far apart two readings of one key's deadline may be
+// and still be the same deadline (they differ by the round trip of the
+// read). An early deadline only costs a PTTL check.
+const expirySlack = 250 * time.Millisecond
 
 // ceilSecond rounds d up to whole seconds: writers set TTLs in seconds
 // (SETEX), and a lease guessed short only costs an early TTL check.
@@ -307,6 +326,9 @@ func (v *View) publish(service string) {
 		if v.opts.Mode.Serves(in.Health.Status) {
 			snap.Serving = append(snap.Serving, in)
 		}
+	}
+	if len(snap.Serving) == len(snap.Instances) {
+		snap.Serving = snap.Instances // every one served: one copy, not two
 	}
 	if t := v.opts.PanicThreshold; t > 0 && len(snap.Instances) > 0 && float64(healthy) < t*float64(len(snap.Instances)) {
 		snap.Panic, snap.Serving = true, snap.Instances

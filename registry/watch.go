@@ -194,42 +194,51 @@ func (w *watcher) readAll(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	all, skipped, err := v.store.Snapshot(cctx, names)
-	if err != nil {
-		return 0, err
-	}
-	readAt := v.opts.Now()
-	for name, err := range skipped {
-		v.warnOnce(v.opts.Keys.Set(name), err.Error())
+	// Read and apply a chunk of services at a time, so a large registry is
+	// never held in memory twice (the view plus a whole raw copy).
+	seen := make(map[string]bool, len(names))
+	for start := 0; start < len(names); start += resyncChunk {
+		all, skipped, err := v.store.Snapshot(cctx, names[start:min(start+resyncChunk, len(names))])
+		if err != nil {
+			return 0, err
+		}
+		readAt := v.opts.Now()
+		for name, err := range skipped {
+			v.warnOnce(v.opts.Keys.Set(name), err.Error())
+		}
+		for name, entries := range all {
+			seen[name] = true
+			delete(w.held, name)
+			st := &serviceState{entries: make(map[string]*entryState, len(entries))}
+			if old := v.services[name]; old != nil {
+				st.snap = old.snap
+				// Keep what heartbeats taught us about the lease, and which
+				// expiry items are queued.
+				for _, e := range entries {
+					if oe, ok := old.entries[e.ID]; ok {
+						st.entries[e.ID] = oe // apply reads it, then replaces it
+					}
+				}
+			}
+			for _, e := range entries {
+				v.apply(name, st, e, readAt)
+			}
+			v.services[name] = st
+			v.publish(name)
+		}
 	}
 	restarted := w.restarted(cctx)
 	for name := range v.services {
-		if _, ok := all[name]; !ok && !w.hold(name, restarted) {
+		if !seen[name] && !w.hold(name, restarted) {
 			delete(v.services, name)
 			v.publish(name)
 		}
 	}
-	for name, entries := range all {
-		delete(w.held, name)
-		st := &serviceState{entries: make(map[string]*entryState, len(entries))}
-		if old := v.services[name]; old != nil {
-			st.snap = old.snap
-			// Keep what heartbeats taught us about the lease, and which
-			// expiry items are queued.
-			for _, e := range entries {
-				if oe, ok := old.entries[e.ID]; ok {
-					st.entries[e.ID] = &entryState{lease: oe.lease, armed: oe.armed, healthArmed: oe.healthArmed}
-				}
-			}
-		}
-		for _, e := range entries {
-			v.apply(name, st, e, readAt)
-		}
-		v.services[name] = st
-		v.publish(name)
-	}
-	return len(all), nil
+	return len(seen), nil
 }
+
+// resyncChunk is how many services a full read reads and applies at once.
+const resyncChunk = 500
 
 // ensureKeyspaceEvents turns on the keyspace notifications the view needs
 // (K: keyspace channel; g: del/expire; $: string set; s: set commands;
