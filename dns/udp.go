@@ -28,8 +28,11 @@ const udpBatch = 64
 // udpReadSize bounds a query; larger datagrams are not queries we answer.
 const udpReadSize = 4096
 
-// udpSocketBuffer is the socket buffer asked for, each way.
-const udpSocketBuffer = 4 << 20
+// udpSocketBuffer is the socket buffer asked for, each way: enough for a
+// burst (about 10,000 queries), not so much that an overloaded server
+// queues queries for longer than a resolver waits (dropping is better then:
+// the client retries).
+const udpSocketBuffer = 1 << 20
 
 // batchConn is the part of ipv4.PacketConn and ipv6.PacketConn we use.
 type batchConn interface {
