@@ -6,6 +6,7 @@
 #   bind9-dnsutils dig, for end-to-end DNS checks
 #   knot-dnsutils  kdig, for the TCP/EDNS/+nsid/+cookie interoperability tests
 #   unbound        a real recursive resolver with a stub-zone pointing at regdns
+#   knot           Knot DNS, the reference authoritative server of the R24 comparison
 #   dnsmasq-base   dnsmasq forwarding the zone to regdns (server=/zone/...); the
 #                  binary only: the dnsmasq package would also install, and on
 #                  a machine with a working init start, a daemon on port 53
@@ -19,6 +20,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 command -v kdig >/dev/null 2>&1 || missing+=(knot-dnsutils)
 command -v unbound >/dev/null 2>&1 || [ -x /usr/sbin/unbound ] || missing+=(unbound)
+command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || missing+=(knot)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 

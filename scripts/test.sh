@@ -9,5 +9,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-test-deps.sh
 go vet ./...
 go test -race -count=1 -timeout 12m ./...
-go test -run='^$' -fuzz='^FuzzServeRaw$' -fuzztime=20s ./dns/
-go test -run='^$' -fuzz='^FuzzDecodeInstance$' -fuzztime=20s ./registry/
+go test -run='^$' -fuzz='^FuzzServeRaw$' -fuzztime=30s ./dns/
+go test -run='^$' -fuzz='^FuzzDecodeInstance$' -fuzztime=30s ./registry/
