@@ -267,7 +267,14 @@ func (c *Cluster) waitStable(t testing.TB, masters, replicas int) {
 // error after clusterReadyTimeout.
 func (c *Cluster) waitFor(t testing.TB, what string, check func(ctx context.Context) error) {
 	t.Helper()
-	deadline := time.Now().Add(clusterReadyTimeout)
+	pollUntil(t, "cluster: "+what, clusterReadyTimeout, check)
+}
+
+// pollUntil polls check (each call bounded by a second) until it returns
+// nil, calling t.Fatal with its last error after timeout.
+func pollUntil(t testing.TB, what string, timeout time.Duration, check func(ctx context.Context) error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	ticker := time.NewTicker(clusterPollInterval)
 	defer ticker.Stop()
 	for {
@@ -278,7 +285,7 @@ func (c *Cluster) waitFor(t testing.TB, what string, check func(ctx context.Cont
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redistest: cluster: %s: not within %v: %v", what, clusterReadyTimeout, err)
+			t.Fatalf("redistest: %s: not within %v: %v", what, timeout, err)
 		}
 		<-ticker.C
 	}

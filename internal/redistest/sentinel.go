@@ -238,21 +238,7 @@ func (s *Sentinel) checkSettled(ctx context.Context, master string) error {
 // error after sentinelReadyTimeout.
 func (s *Sentinel) waitFor(t testing.TB, what string, check func(ctx context.Context) error) {
 	t.Helper()
-	deadline := time.Now().Add(sentinelReadyTimeout)
-	ticker := time.NewTicker(clusterPollInterval)
-	defer ticker.Stop()
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := check(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redistest: sentinel: %s: not within %v: %v", what, sentinelReadyTimeout, err)
-		}
-		<-ticker.C
-	}
+	pollUntil(t, "sentinel: "+what, sentinelReadyTimeout, check)
 }
 
 func (s *Sentinel) sentinel(addr string) *redis.SentinelClient {
