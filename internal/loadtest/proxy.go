@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -23,6 +24,9 @@ type Proxy struct {
 	ln     net.Listener
 	done   chan struct{}
 	wg     sync.WaitGroup
+	// live counts the proxy's own goroutines, so an in-process test can
+	// tell them from the ones of the code under test.
+	live atomic.Int64
 
 	mu      sync.Mutex
 	gate    chan struct{} // closed while forwarding
@@ -42,6 +46,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, done: make(chan struct{}),
 		gate: open, conns: map[*net.TCPConn]struct{}{}}
 	p.wg.Add(1)
+	p.live.Add(1)
 	go p.accept()
 	t.Cleanup(p.Close)
 	return p
@@ -109,6 +114,11 @@ func (p *Proxy) Conns() int {
 	return len(p.conns)
 }
 
+// Goroutines is the number of goroutines the proxy runs now (one per
+// connection waiting out a blackhole, two per forwarding connection, plus
+// its listener).
+func (p *Proxy) Goroutines() int { return int(p.live.Load()) }
+
 // Close stops the proxy, closes every connection and waits for its
 // goroutines.
 func (p *Proxy) Close() {
@@ -158,6 +168,7 @@ func (p *Proxy) waitOpen() bool {
 
 func (p *Proxy) accept() {
 	defer p.wg.Done()
+	defer p.live.Add(-1)
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
@@ -168,12 +179,14 @@ func (p *Proxy) accept() {
 			continue
 		}
 		p.wg.Add(1)
+		p.live.Add(1)
 		go p.serve(client)
 	}
 }
 
 func (p *Proxy) serve(client *net.TCPConn) {
 	defer p.wg.Done()
+	defer p.live.Add(-1)
 	defer p.untrack(client)
 	if !p.waitOpen() {
 		return
@@ -197,8 +210,9 @@ func (p *Proxy) serve(client *net.TCPConn) {
 	defer p.untrack(server)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pipe(server, client) }()
-	go func() { defer wg.Done(); p.pipe(client, server) }()
+	p.live.Add(2)
+	go func() { defer wg.Done(); defer p.live.Add(-1); p.pipe(server, client) }()
+	go func() { defer wg.Done(); defer p.live.Add(-1); p.pipe(client, server) }()
 	wg.Wait()
 }
 
