@@ -632,6 +632,51 @@ func TestReliabilityR4PubSubKilled(t *testing.T) {
 	require.Zero(t, res.Failed(), "failed answers: %v", res)
 }
 
+// TestReliabilityClusterLateRegistryEvent: in Cluster mode a registry
+// event (PUBLISH, through the cluster client's subscription) and the
+// keyspace notifications of the set (from the set's master, on another
+// connection) arrive in no order. A "registered" taken off its subscription
+// after the SREM that followed it was handled must not bring the removed
+// member back (before the fix it did, until the next full re-read: seen as
+// a rare failure of TestTopologyClusterEveryMaster's "SREM without event"
+// step under load).
+func TestReliabilityClusterLateRegistryEvent(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	cc := cl.Client(t)
+	cr := clusterRegistry{c: cc, keys: registry.DefaultKeys()}
+	ctx := context.Background()
+	cr.setHealth(t, "lateevt", "keep", registry.StatusHealthy)
+	cr.register(t, "lateevt", topoInstance{"keep", "10.9.0.1", 80}, 30*time.Second)
+	r := startRegdns(t, "", clusterConfig(cl))
+	r.waitFor(t, srvName("lateevt"), dns.TypeSRV, 10*time.Second, hasTarget("keep", "lateevt"))
+
+	// Registered without its event yet (SETEX + SADD), then removed from
+	// the set (SREM, no event), then the "registered" event arrives.
+	cr.setHealth(t, "lateevt", "late", registry.StatusHealthy)
+	require.NoError(t, cc.SetEx(ctx, cr.keys.Instance("lateevt", "late"), `{"host": "10.9.0.2", "port": 81}`, 30*time.Second).Err())
+	require.NoError(t, cc.SAdd(ctx, cr.keys.Set("lateevt"), "late").Err())
+	r.waitFor(t, srvName("lateevt"), dns.TypeSRV, 2*time.Second, hasTarget("late", "lateevt"))
+	require.NoError(t, cc.SRem(ctx, cr.keys.Set("lateevt"), "late").Err())
+	r.waitFor(t, srvName("lateevt"), dns.TypeSRV, 2*time.Second, not(hasTarget("late", "lateevt")))
+	cr.publish(t, "lateevt", "registered", "late")
+	// Absence cannot be waited for: watch the answers for a while instead.
+	_, back := loadtest.Within(500*time.Millisecond, 5*time.Millisecond, func() bool {
+		m, err := r.exchange("udp", srvName("lateevt"), dns.TypeSRV, 4096)
+		return err == nil && hasTarget("late", "lateevt")(m)
+	})
+	require.False(t, back, "the removed member came back with the late event")
+
+	// A late "deregistered" must not drop an instance registered again.
+	require.NoError(t, cc.SAdd(ctx, cr.keys.Set("lateevt"), "late").Err())
+	r.waitFor(t, srvName("lateevt"), dns.TypeSRV, 2*time.Second, hasTarget("late", "lateevt"))
+	cr.publish(t, "lateevt", "deregistered", "late")
+	_, gone := loadtest.Within(500*time.Millisecond, 5*time.Millisecond, func() bool {
+		m, err := r.exchange("udp", srvName("lateevt"), dns.TypeSRV, 4096)
+		return err == nil && !hasTarget("late", "lateevt")(m)
+	})
+	require.False(t, gone, "a member was dropped by a late deregistered event")
+}
+
 // ---------------------------------------------------------------------------
 // R5: silent event loss: the subscriber is disconnected for being slow.
 

@@ -140,6 +140,18 @@ func (s *Store) Members(ctx context.Context, service string) ([]string, error) {
 	return ids, nil
 }
 
+// IsMember reports whether id is in the set of service.
+func (s *Store) IsMember(ctx context.Context, service, id string) (bool, error) {
+	ok, err := s.client.SIsMember(ctx, s.keys.Set(service), id).Result()
+	if isWrongType(err) {
+		return false, fmt.Errorf("%w: %s is not a set", ErrMalformed, s.keys.Set(service))
+	}
+	if err != nil {
+		return false, fmt.Errorf("read membership in service %q: %w", service, err)
+	}
+	return ok, nil
+}
+
 // Entries reads the entries of the given ids of service in one round trip.
 func (s *Store) Entries(ctx context.Context, service string, ids []string) ([]Entry, error) {
 	out := make([]Entry, 0, len(ids))

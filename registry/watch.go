@@ -360,6 +360,9 @@ func (w *watcher) registryEvent(ctx context.Context, service, payload string) er
 		return w.refreshMembers(ctx, service) // unknown shape: re-read the set
 	}
 	st := w.v.services[service]
+	if w.nodes != nil && (ev.Event == "registered" || ev.Event == "deregistered") {
+		return w.memberEvent(ctx, service, ev.InstanceID)
+	}
 	switch ev.Event {
 	case "registered":
 		if st != nil {
@@ -378,6 +381,38 @@ func (w *watcher) registryEvent(ctx context.Context, service, payload string) er
 		return w.readHealth(ctx, service, ev.InstanceID)
 	}
 	return w.refreshMembers(ctx, service)
+}
+
+// memberEvent handles a registered or deregistered event in Cluster mode.
+// There the keyspace notifications of the set come from the set's master,
+// on another connection than the event, in no order with it: a
+// "registered" taken off the subscription after the SREM that followed it
+// (seen as a keyspace notification already) would bring the instance back,
+// a late "deregistered" would drop one registered again since. So the
+// event only says which id to look at; the set says what holds now.
+func (w *watcher) memberEvent(ctx context.Context, service, id string) error {
+	cctx, cancel := w.v.ctx(ctx)
+	member, err := w.v.store.IsMember(cctx, service, id)
+	cancel()
+	if errors.Is(err, ErrMalformed) {
+		return w.refreshMembers(ctx, service) // logs the set once
+	}
+	if err != nil {
+		return err
+	}
+	if !member {
+		if st := w.v.services[service]; st != nil && st.entries[id] != nil {
+			delete(st.entries, id)
+			w.v.publish(service)
+		}
+		return nil
+	}
+	if st := w.v.services[service]; st != nil {
+		if es, ok := st.entries[id]; ok && es.present {
+			return nil // seen through keyspace notifications already
+		}
+	}
+	return w.readEntries(ctx, service, []string{id})
 }
 
 // keyspaceEvent handles a keyspace notification: key changed by op.
