@@ -100,17 +100,30 @@ func TestE2EMetricsAndHealthEndpoints(t *testing.T) {
 		code, body := r.get(t, "/readyz")
 		return code == http.StatusOK && strings.HasPrefix(body, "ready\n")
 	}, 10*time.Second, 5*time.Millisecond, "never ready")
+	answered := 0.0
 	require.Eventually(t, func() bool {
 		m, err := r.exchange("udp", "web.service.local.", dns.TypeA, 0)
+		if err == nil {
+			answered++
+		}
 		return err == nil && len(m.Answer) == 1
 	}, 10*time.Second, 5*time.Millisecond, "web never answered")
 
 	// The first query of a name is answered by the full handler, which
 	// packs the answer for the next ones: ask SRV once too.
 	require.Len(t, r.query(t, "udp", "web.service.local.", dns.TypeSRV, 0).Answer, 1)
+	answered++
 
 	// Queries move their counters, by qtype, rcode and transport, exactly.
-	before := r.scrape(t)
+	// A reply is counted and timed once written, so the client may read
+	// it before the counters move: the baseline waits until every query
+	// asked so far is counted and timed.
+	var before metrics
+	require.Eventually(t, func() bool {
+		before = r.scrape(t)
+		return before.value("regdns_dns_queries_total") >= answered &&
+			before.value("regdns_dns_request_duration_seconds") == before.value("regdns_dns_queries_total")
+	}, 5*time.Second, 5*time.Millisecond, "queries asked before the baseline never counted")
 	for range 5 {
 		require.Len(t, r.query(t, "udp", "web.service.local.", dns.TypeA, 0).Answer, 1)
 	}
