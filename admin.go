@@ -97,8 +97,8 @@ func (z zoneView) Services() []string { return z.view.Services() }
 func (z zoneView) InstanceHealth(service string) map[string]int {
 	out := map[string]int{}
 	if svc, ok := z.view.Service(service); ok {
-		for i := range svc.Instances {
-			out[svc.Instances[i].Health.Status.String()]++
+		for _, in := range svc.Instances {
+			out[in.Health.Status.String()]++
 		}
 	}
 	return out
@@ -120,14 +120,10 @@ func (z zoneView) Service(name string) (admin.Service, bool) {
 		Zone: z.name, Name: name, HealthMode: z.mode.String(), Panic: svc.Panic,
 		Served: status.Served, Reason: status.Reason, Instances: make([]admin.Instance, 0, len(svc.Instances)),
 	}
-	for i := range svc.Instances {
-		in := &svc.Instances[i]
+	for _, in := range svc.Instances {
 		ai := admin.Instance{
 			ID: in.ID, Host: in.Host, Port: in.Port, Health: in.Health.Status.String(),
-			Weight: in.Weight, Priority: in.Priority, Metadata: in.Meta, LastHeartbeat: in.LastHeartbeat,
-		}
-		if ai.Metadata == nil {
-			ai.Metadata = map[string]string{}
+			Weight: in.Weight, Priority: in.Priority, Metadata: in.Meta.Map(), LastHeartbeat: in.LastHeartbeat,
 		}
 		if !in.LeaseEnds.IsZero() {
 			ends := in.LeaseEnds

@@ -18,9 +18,8 @@ import (
 // rejected with one log line and the running one kept.
 func TestApplyReload(t *testing.T) {
 	cat := regdns.NewCatalog(func() bool { return true }, zerolog.Nop())
-	cat.Update("svc", &registry.Service{Name: "svc",
-		Instances: []registry.Instance{{Service: "svc", ID: "a", Host: "x.example.", Port: 80, Weight: 1, Priority: 1}},
-		Serving:   []registry.Instance{{Service: "svc", ID: "a", Host: "x.example.", Port: 80, Weight: 1, Priority: 1}}})
+	a := &registry.Instance{Service: "svc", ID: "a", Host: "x.example.", Port: 80, Weight: 1, Priority: 1}
+	cat.Update("svc", &registry.Service{Name: "svc", Instances: []*registry.Instance{a}, Serving: []*registry.Instance{a}})
 	running := config.Default()
 	opts, err := handlerOptions(running)
 	require.NoError(t, err)

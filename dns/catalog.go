@@ -185,8 +185,7 @@ func (c *Catalog) build(label, name string, snap *registry.Service, prev *servic
 	if prev != nil {
 		s.turn.Store(prev.turn.Load())
 	}
-	for i := range snap.Instances {
-		in := &snap.Instances[i]
+	for _, in := range snap.Instances {
 		if !validLabel(in.ID) {
 			if key := name + "/" + in.ID; !c.warned[key] {
 				c.warned[key] = true
@@ -202,9 +201,9 @@ func (c *Catalog) build(label, name string, snap *registry.Service, prev *servic
 		}
 		s.live[fold(in.ID)] = in
 	}
-	for i := range snap.Serving {
+	for _, sv := range snap.Serving {
 		// Only the instance that owns the name serves, and once.
-		if in, ok := s.live[fold(snap.Serving[i].ID)]; ok && in.ID == snap.Serving[i].ID {
+		if in, ok := s.live[fold(sv.ID)]; ok && in.ID == sv.ID {
 			s.serving = append(s.serving, in)
 		}
 	}
@@ -233,7 +232,7 @@ func (c *Catalog) Services() []string {
 
 // protocol is the transport an instance serves, from metadata "protocol".
 func protocol(in *registry.Instance) string {
-	if p := strings.ToLower(in.Meta["protocol"]); p == "udp" {
+	if p := strings.ToLower(in.Meta.Get("protocol")); p == "udp" {
 		return "udp"
 	}
 	return "tcp"

@@ -53,8 +53,7 @@ func (h *Handler) Explain(zoneName, service string) (ServiceStatus, bool) {
 		serving[in.ID] = true
 	}
 	st := ServiceStatus{Served: true, Instances: make([]InstanceStatus, 0, len(s.snap.Instances))}
-	for i := range s.snap.Instances {
-		in := &s.snap.Instances[i]
+	for _, in := range s.snap.Instances {
 		why := h.why(s, in, serving[in.ID]) // "served=yes reason=..."
 		served, reason := strings.HasPrefix(why, "served=yes"), why
 		if _, r, ok := strings.Cut(why, "reason="); ok {

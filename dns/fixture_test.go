@@ -33,10 +33,11 @@ func inst(id, host string, port uint16, meta ...string) registry.Instance {
 		in.Addr = addr
 	}
 	if len(meta) > 0 {
-		in.Meta = map[string]string{}
+		m := map[string]string{}
 		for i := 0; i+1 < len(meta); i += 2 {
-			in.Meta[meta[i]] = meta[i+1]
+			m[meta[i]] = meta[i+1]
 		}
+		in.Meta = registry.MetadataOf(m)
 	}
 	return in
 }
@@ -55,11 +56,12 @@ func svc(name string, ins ...registry.Instance) *registry.Service {
 // svcServing returns a snapshot of the live instances in, serving all but
 // the ids in notServing (as the view does for unhealthy ones).
 func svcServing(name string, in []registry.Instance, notServing []string) *registry.Service {
-	s := &registry.Service{Name: name, Instances: slices.Clone(in)}
-	for i := range s.Instances {
-		s.Instances[i].Service = name
+	s := &registry.Service{Name: name}
+	for _, in := range in {
+		in.Service = name
+		s.Instances = append(s.Instances, &in)
 	}
-	slices.SortFunc(s.Instances, func(a, b registry.Instance) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(s.Instances, func(a, b *registry.Instance) int { return strings.Compare(a.ID, b.ID) })
 	for _, in := range s.Instances {
 		if !slices.Contains(notServing, in.ID) {
 			s.Serving = append(s.Serving, in)

@@ -33,9 +33,9 @@ func (sel selection) match(in *registry.Instance) bool {
 		}
 	}
 	if sel.metaKey != "" {
-		for k, v := range in.Meta {
+		for _, e := range in.Meta {
 			// A '.' cannot be written in one label: values spell it '-'.
-			if strings.EqualFold(k, sel.metaKey) && strings.EqualFold(strings.ReplaceAll(v, ".", "-"), sel.metaValue) {
+			if strings.EqualFold(e.Key, sel.metaKey) && strings.EqualFold(strings.ReplaceAll(e.Value, ".", "-"), sel.metaValue) {
 				return true
 			}
 		}
@@ -231,7 +231,7 @@ func (h *Handler) order(q *query, s *service, ins []*registry.Instance) ([]int, 
 		a.perClient = true
 		if zone := q.client.zone; zone != "" {
 			group(order, func(i int) int {
-				if strings.EqualFold(ins[i].Meta[h.opts.Load().LocalityKey], zone) {
+				if strings.EqualFold(ins[i].Meta.Get(h.opts.Load().LocalityKey), zone) {
 					return 0
 				}
 				return 1

@@ -9,7 +9,6 @@ package dns
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -29,12 +28,10 @@ import (
 // smartTagged returns in carrying tags, as DecodeInstance reads metadata "tags".
 func smartTagged(in registry.Instance, tags ...string) registry.Instance {
 	in.Tags = tags
-	in.Meta = maps.Clone(in.Meta)
-	if in.Meta == nil {
-		in.Meta = map[string]string{}
-	}
+	m := in.Meta.Map()
 	b, _ := json.Marshal(tags)
-	in.Meta["tags"] = string(b)
+	m["tags"] = string(b)
+	in.Meta = registry.MetadataOf(m)
 	return in
 }
 

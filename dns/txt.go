@@ -2,7 +2,6 @@ package dns
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,15 +16,10 @@ import (
 // DNS-SD requires a TXT record even without metadata (one empty string);
 // elsewhere no metadata is no data.
 func (h *Handler) metaTXT(owner string, ttl uint32, in *registry.Instance, dnssd bool) []dns.RR {
-	keys := make([]string, 0, len(in.Meta))
-	for k := range in.Meta {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	var strs []string
 	size := 0
-	for _, k := range keys {
-		kv := quoteKey(k) + "=" + in.Meta[k]
+	for _, e := range in.Meta { // sorted by key
+		kv := quoteKey(e.Key) + "=" + e.Value
 		if size+len(kv) > h.opts.Load().MaxTXT {
 			break // bounded: the rest is left out
 		}
@@ -85,8 +79,7 @@ func (h *Handler) explain(q *query, s *service) (answer, error) {
 		serving[in.ID] = true
 	}
 	var strs []string
-	for i := range s.snap.Instances {
-		in := &s.snap.Instances[i]
+	for _, in := range s.snap.Instances {
 		age := "unknown"
 		if !in.LastHeartbeat.IsZero() {
 			age = q.now.Sub(in.LastHeartbeat).Round(time.Second).String()

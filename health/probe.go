@@ -42,13 +42,13 @@ var errUnknownKind = errors.New("unknown health_check")
 // KindOf returns how in is probed. An unrecognised health_check is an error;
 // the checker writes "unknown" for such an instance.
 func KindOf(in registry.Instance) (Kind, error) {
-	switch k := Kind(strings.ToLower(strings.TrimSpace(in.Meta[MetaHealthCheck]))); k {
+	switch k := Kind(strings.ToLower(strings.TrimSpace(in.Meta.Get(MetaHealthCheck)))); k {
 	case "", KindHTTP:
 		return KindHTTP, nil
 	case KindTCP, KindNone:
 		return k, nil
 	default:
-		return "", fmt.Errorf("%w %q: want http, tcp or none", errUnknownKind, in.Meta[MetaHealthCheck])
+		return "", fmt.Errorf("%w %q: want http, tcp or none", errUnknownKind, in.Meta.Get(MetaHealthCheck))
 	}
 }
 
@@ -114,7 +114,7 @@ func (p *Prober) http(ctx context.Context, url string) error {
 
 // healthPath is metadata health_path, default "/health", with a leading slash.
 func healthPath(in registry.Instance) string {
-	p := strings.TrimSpace(in.Meta[MetaHealthPath])
+	p := strings.TrimSpace(in.Meta.Get(MetaHealthPath))
 	if p == "" {
 		return DefaultHealthPath
 	}

@@ -20,7 +20,7 @@ func instanceAt(t *testing.T, addr string, meta map[string]string) registry.Inst
 	t.Helper()
 	ap, err := netip.ParseAddrPort(addr)
 	require.NoError(t, err)
-	return registry.Instance{Service: "svc", ID: "i1", Host: ap.Addr().String(), Addr: ap.Addr(), Port: ap.Port(), Meta: meta}
+	return registry.Instance{Service: "svc", ID: "i1", Host: ap.Addr().String(), Addr: ap.Addr(), Port: ap.Port(), Meta: registry.MetadataOf(meta)}
 }
 
 func TestKindOf(t *testing.T) {
@@ -35,7 +35,7 @@ func TestKindOf(t *testing.T) {
 		{map[string]string{"health_check": "none"}, KindNone, false},
 		{map[string]string{"health_check": "grpc"}, "", true},
 	} {
-		got, err := KindOf(registry.Instance{Meta: tc.meta})
+		got, err := KindOf(registry.Instance{Meta: registry.MetadataOf(tc.meta)})
 		require.Equal(t, tc.want, got, "meta %v", tc.meta)
 		require.Equal(t, tc.wantErr, err != nil, "meta %v: err %v", tc.meta, err)
 	}
@@ -43,7 +43,7 @@ func TestKindOf(t *testing.T) {
 
 func TestHealthPath(t *testing.T) {
 	for meta, want := range map[string]string{"": "/health", "/hz": "/hz", "ready": "/ready", "/s?deep=1": "/s?deep=1"} {
-		require.Equal(t, want, healthPath(registry.Instance{Meta: map[string]string{"health_path": meta}}), "health_path %q", meta)
+		require.Equal(t, want, healthPath(registry.Instance{Meta: registry.MetadataOf(map[string]string{"health_path": meta})}), "health_path %q", meta)
 	}
 }
 

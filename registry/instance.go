@@ -2,11 +2,13 @@ package registry
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +36,7 @@ type Instance struct {
 	Priority uint16 // metadata "priority", default 1, clamped to 0..65535
 	// Meta holds the metadata values as text: strings as they are, numbers
 	// and booleans in their JSON spelling, objects and lists as JSON.
-	Meta map[string]string
+	Meta Metadata
 	// Tags is metadata "tags" when it is a list of strings.
 	Tags          []string
 	RegisteredAt  time.Time
@@ -52,7 +54,7 @@ func (in *Instance) Draining() bool {
 	if in.Health.Status == StatusDraining {
 		return true
 	}
-	switch strings.ToLower(in.Meta["draining"]) {
+	switch strings.ToLower(in.Meta.Get("draining")) {
 	case "true", "1", "yes", "on":
 		return true
 	}
@@ -77,14 +79,9 @@ func (in *Instance) IsName() bool { return !in.Addr.IsValid() }
 // on every heartbeat and must not count as a change.
 func (in *Instance) sameServing(b *Instance) bool {
 	if in.ID != b.ID || in.Host != b.Host || in.Port != b.Port || in.Weight != b.Weight ||
-		in.Priority != b.Priority || in.Health.Status != b.Health.Status || len(in.Meta) != len(b.Meta) ||
+		in.Priority != b.Priority || in.Health.Status != b.Health.Status || !slices.Equal(in.Meta, b.Meta) ||
 		!in.LeaseEnds.Equal(b.LeaseEnds) {
 		return false
-	}
-	for k, v := range in.Meta {
-		if bv, ok := b.Meta[k]; !ok || bv != v {
-			return false
-		}
 	}
 	return true
 }
@@ -93,13 +90,8 @@ func (in *Instance) sameServing(b *Instance) bool {
 // for the heartbeat times.
 func (in *Instance) sameDocument(b *Instance) bool {
 	if in.Host != b.Host || in.Port != b.Port || in.Weight != b.Weight || in.Priority != b.Priority ||
-		len(in.Meta) != len(b.Meta) || !in.RegisteredAt.Equal(b.RegisteredAt) {
+		!slices.Equal(in.Meta, b.Meta) || !in.RegisteredAt.Equal(b.RegisteredAt) {
 		return false
-	}
-	for k, v := range in.Meta {
-		if bv, ok := b.Meta[k]; !ok || bv != v {
-			return false
-		}
 	}
 	return true
 }
@@ -140,10 +132,11 @@ func DecodeInstance(service, id string, data []byte) (Instance, error) {
 	}
 	in.Port = uint16(port)
 	if len(doc.Metadata) > 0 {
-		in.Meta = make(map[string]string, len(doc.Metadata))
+		in.Meta = make(Metadata, 0, len(doc.Metadata))
 		for k, raw := range doc.Metadata {
-			in.Meta[k] = metaText(raw)
+			in.Meta = append(in.Meta, MetaEntry{k, metaText(raw)})
 		}
+		slices.SortFunc(in.Meta, func(a, b MetaEntry) int { return cmp.Compare(a.Key, b.Key) })
 		in.Weight = metaUint16(doc.Metadata["weight"], 1)
 		in.Priority = metaUint16(doc.Metadata["priority"], 1)
 		var tags []string

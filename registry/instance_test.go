@@ -28,7 +28,7 @@ func TestDecodeInstanceReference(t *testing.T) {
 	require.Equal(t, uint16(8080), in.Port)
 	require.Equal(t, uint16(3), in.Weight)
 	require.Equal(t, uint16(1), in.Priority)
-	require.Equal(t, map[string]string{"version": "1.0.0", "region": "us-east-1", "weight": "3"}, in.Meta)
+	require.Equal(t, map[string]string{"version": "1.0.0", "region": "us-east-1", "weight": "3"}, in.Meta.Map())
 	require.Nil(t, in.Tags)
 	require.WithinDuration(t, time.UnixMilli(1764090000123), in.RegisteredAt, time.Millisecond)
 	require.WithinDuration(t, time.UnixMilli(1764090010456), in.LastHeartbeat, time.Millisecond)
@@ -264,7 +264,7 @@ func TestDecodeInstanceManyMetadataKeys(t *testing.T) {
 	in, err := DecodeInstance("svc", "id", []byte(b.String()))
 	require.NoError(t, err)
 	require.Len(t, in.Meta, 2000)
-	require.Equal(t, "1999", in.Meta["k1999"])
+	require.Equal(t, "1999", in.Meta.Get("k1999"))
 }
 
 func TestDecodeInstanceMetadataText(t *testing.T) {
@@ -285,7 +285,7 @@ func TestDecodeInstanceMetadataText(t *testing.T) {
 		"empty":       "",
 		"tags":        `["blue", "eu"]`,
 		"health_path": "/healthz",
-	}, in.Meta)
+	}, in.Meta.Map())
 	require.Equal(t, []string{"blue", "eu"}, in.Tags)
 }
 
@@ -357,8 +357,8 @@ func TestInstanceSameServing(t *testing.T) {
 		"weight":    func(in *Instance) { in.Weight++ },
 		"priority":  func(in *Instance) { in.Priority++ },
 		"health":    func(in *Instance) { in.Health.Status = StatusHealthy },
-		"meta":      func(in *Instance) { in.Meta = map[string]string{"version": "2"} },
-		"meta more": func(in *Instance) { in.Meta = map[string]string{"a": "1", "b": "2", "c": "3", "d": "4"} },
+		"meta":      func(in *Instance) { in.Meta = MetadataOf(map[string]string{"version": "2"}) },
+		"meta more": func(in *Instance) { in.Meta = MetadataOf(map[string]string{"a": "1", "b": "2", "c": "3", "d": "4"}) },
 	} {
 		c := base()
 		mutate(&c)

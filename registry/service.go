@@ -5,11 +5,14 @@ package registry
 type Service struct {
 	Name string
 	// Instances are every live instance (instance key present and valid),
-	// sorted by id.
-	Instances []Instance
+	// sorted by id. The instances are shared with the view and with later
+	// snapshots in which they did not change (the view replaces an instance
+	// rather than modify it), so a registry is held once, not once per
+	// snapshot.
+	Instances []*Instance
 	// Serving are the instances the health mode serves, sorted by id; in
 	// panic mode every live instance.
-	Serving []Instance
+	Serving []*Instance
 	// Panic is set when too few live instances are healthy (under
 	// Options.PanicThreshold) and every live instance is served.
 	Panic bool
@@ -17,9 +20,9 @@ type Service struct {
 
 // Instance returns the live instance with the given id.
 func (s *Service) Instance(id string) (*Instance, bool) {
-	for i := range s.Instances {
-		if s.Instances[i].ID == id {
-			return &s.Instances[i], true
+	for _, in := range s.Instances {
+		if in.ID == id {
+			return in, true
 		}
 	}
 	return nil, false

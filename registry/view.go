@@ -106,11 +106,34 @@ type View struct {
 type serviceState struct {
 	entries map[string]*entryState // by instance id: every member of the set
 	snap    *Service
+	// meta and tags are the last decoded instance's: the instances of a
+	// service mostly carry the same metadata, and share one copy of it.
+	meta Metadata
+	tags []string
+}
+
+// share makes in use the service's copy of its metadata and tags when they
+// are equal, and makes them the service's copy otherwise.
+func (st *serviceState) share(in *Instance) {
+	if slices.Equal(in.Meta, st.meta) {
+		in.Meta = st.meta
+	} else {
+		st.meta = in.Meta
+	}
+	if slices.Equal(in.Tags, st.tags) {
+		in.Tags = st.tags
+	} else {
+		st.tags = in.Tags
+	}
 }
 
 // entryState is one member of a service set.
 type entryState struct {
-	inst    Instance
+	// inst is shared with published snapshots, so it is never modified
+	// once published: a change replaces it (see update). private is set
+	// while no snapshot holds it yet.
+	inst    *Instance
+	private bool
 	present bool   // instance key exists and decodes
 	bad     string // why the key is not served, when it exists but is malformed
 	// expires is when the instance key's TTL runs out, as far as we know;
@@ -129,6 +152,33 @@ type entryState struct {
 	// queue nothing: the armed item re-arms itself when it comes due, which
 	// keeps the queue at about one item per key.
 	armed, healthArmed time.Time
+}
+
+// update changes the entry's instance with f: in place while no snapshot
+// holds it, otherwise on a copy, leaving the one that snapshots share as it
+// was. The copy shares the metadata map and tags, which nothing modifies.
+func (es *entryState) update(f func(in *Instance)) {
+	if !es.private {
+		c := *es.inst
+		es.inst, es.private = &c, true
+	}
+	f(es.inst)
+}
+
+// setHealth records the instance's health, copying the instance only when
+// it changes.
+func (es *entryState) setHealth(h Health) {
+	if es.inst.Health.Status != h.Status || !es.inst.Health.CheckedAt.Equal(h.CheckedAt) {
+		es.update(func(in *Instance) { in.Health = h })
+	}
+}
+
+// setLeaseEnds records when the instance's lease ends (zero: not soon),
+// copying the instance only when it changes.
+func (es *entryState) setLeaseEnds(at time.Time) {
+	if !es.inst.LeaseEnds.Equal(at) {
+		es.update(func(in *Instance) { in.LeaseEnds = at })
+	}
 }
 
 // arm makes sure an expiry item is queued no later than the entry's
@@ -192,7 +242,7 @@ func (v *View) Services() []string {
 // readAt is when the reply arrived, so TTL deadlines are never early by more
 // than a round trip.
 func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time) {
-	es := &entryState{inst: Instance{Service: service, ID: e.ID}}
+	es := &entryState{inst: &Instance{Service: service, ID: e.ID}, private: true}
 	old := st.entries[e.ID]
 	if old != nil {
 		es.lease, es.armed, es.healthArmed = old.lease, old.armed, old.healthArmed
@@ -207,13 +257,17 @@ func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time
 		case err != nil:
 			es.bad = err.Error()
 		case old != nil && old.present && old.inst.sameDocument(&inst):
-			// Unchanged but for its heartbeat: keep the decoded copy the
-			// published snapshot shares (its strings and metadata map), so
-			// a re-read does not hold the registry twice.
-			es.inst, es.present = old.inst, true
-			es.inst.LastHeartbeat, es.inst.Health = inst.LastHeartbeat, Health{}
+			// Unchanged but for its heartbeat: keep the instance the
+			// published snapshot shares (or a copy of it with the new
+			// heartbeat time, which still shares its strings and metadata
+			// map), so a re-read does not hold the registry twice.
+			es.inst, es.present, es.private = old.inst, true, old.private
+			if !old.inst.LastHeartbeat.Equal(inst.LastHeartbeat) {
+				es.update(func(in *Instance) { in.LastHeartbeat = inst.LastHeartbeat })
+			}
 		default:
-			es.inst, es.present = inst, true
+			st.share(&inst)
+			es.inst, es.present, es.private = &inst, true, true
 		}
 	}
 	v.warnOnce(key, es.bad)
@@ -227,7 +281,11 @@ func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time
 		v.setExpires(es, at, readAt)
 		es.lease = max(es.lease, ceilSecond(e.TTL))
 		v.arm(service, e.ID, es, false)
+	} else {
+		es.setLeaseEnds(time.Time{}) // no deadline, no lease to end
 	}
+	// What was read is the health: none (or a malformed one) is unknown.
+	var health Health
 	if e.HealthData != nil {
 		h, err := DecodeHealth(e.HealthData)
 		hkey := v.opts.Keys.Health(service, e.ID)
@@ -235,13 +293,14 @@ func (v *View) apply(service string, st *serviceState, e Entry, readAt time.Time
 			v.warnOnce(hkey, err.Error())
 		} else {
 			v.warnOnce(hkey, "")
-			es.inst.Health = h
+			health = h
 		}
 		if e.HealthTTL > 0 {
 			es.healthExpires = readAt.Add(e.HealthTTL)
 			v.arm(service, e.ID, es, true)
 		}
 	}
+	es.setHealth(health)
 	st.entries[e.ID] = es
 }
 
@@ -261,11 +320,13 @@ func (v *View) setExpires(es *entryState, at, now time.Time) bool {
 	es.expires = at
 	if v.opts.LeaseWarning > 0 && !at.IsZero() && at.Sub(now) <= v.opts.LeaseWarning {
 		changed := !es.warned
-		es.warned, es.inst.LeaseEnds = true, at
+		es.warned = true
+		es.setLeaseEnds(at)
 		return changed
 	}
 	changed := es.warned
-	es.warned, es.inst.LeaseEnds = false, time.Time{}
+	es.warned = false
+	es.setLeaseEnds(time.Time{})
 	return changed
 }
 
@@ -314,10 +375,11 @@ func (v *View) publish(service string) {
 	snap := &Service{Name: service}
 	for _, es := range st.entries {
 		if es.present {
+			es.private = false
 			snap.Instances = append(snap.Instances, es.inst)
 		}
 	}
-	slices.SortFunc(snap.Instances, func(a, b Instance) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(snap.Instances, func(a, b *Instance) int { return cmp.Compare(a.ID, b.ID) })
 	healthy := 0
 	for _, in := range snap.Instances {
 		if in.Health.Status == StatusHealthy {
@@ -367,7 +429,7 @@ func sameService(a, b *Service) bool {
 		return false
 	}
 	for i := range a.Instances {
-		if !a.Instances[i].sameServing(&b.Instances[i]) {
+		if !a.Instances[i].sameServing(b.Instances[i]) {
 			return false
 		}
 	}

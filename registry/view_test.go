@@ -194,7 +194,7 @@ func (f *viewFixture) waitPolls(t *testing.T, n int) {
 	require.Eventually(t, func() bool { return f.cmds.get("scan") >= base+n }, waitFor, tick, "view stopped polling")
 }
 
-func ids(in []Instance) []string {
+func ids(in []*Instance) []string {
 	out := make([]string, 0, len(in))
 	for _, i := range in {
 		out = append(out, i.ID)
@@ -710,4 +710,46 @@ func TestViewOptionsDefaults(t *testing.T) {
 	require.Equal(t, time.Minute, o.MaxAge)
 	require.Equal(t, time.Second, o.PollInterval)
 	require.Equal(t, time.Second, o.Timeout)
+}
+
+// TestViewSharesUnchangedInstances: a snapshot holds the instances that did
+// not change by the same pointers as the one before (a re-read or another
+// instance's change copies nothing), instances of a service with equal
+// metadata share one copy of it, and a published instance is never
+// modified: a change replaces it.
+func TestViewSharesUnchangedInstances(t *testing.T) {
+	mr := miniredis.RunT(t)
+	v := startView(t, mr, Options{Mode: ModeAny})
+	v.waitReady(t)
+	ctx := t.Context()
+	meta := map[string]any{"region": "eu", "version": "1.0.0"}
+	require.NoError(t, v.w.Register(ctx, "svc", "a", "10.0.0.1", 80, meta, 30*time.Second))
+	require.NoError(t, v.w.Register(ctx, "svc", "b", "10.0.0.2", 80, meta, 30*time.Second))
+	before := v.waitService(t, "svc", has([]string{"a", "b"}, []string{"a", "b"}), "registered")
+	a, b := before.Instances[0], before.Instances[1]
+	require.Equal(t, "eu", a.Meta.Get("region"))
+	require.Same(t, &a.Meta[0], &b.Meta[0], "equal metadata is held once per service")
+
+	v.waitPolls(t, 2) // full re-reads of unchanged documents
+	require.NoError(t, v.w.Register(ctx, "svc", "c", "10.0.0.3", 80, meta, 30*time.Second))
+	after := v.waitService(t, "svc", has([]string{"a", "b", "c"}, []string{"a", "b", "c"}), "c registered")
+	require.Same(t, a, after.Instances[0])
+	require.Same(t, b, after.Instances[1])
+
+	// A heartbeat's new time, then a health change: a is replaced, and
+	// the instance the earlier snapshots hold stays as it was.
+	v.w.now = func() time.Time { return time.Now().Add(10 * time.Second) }
+	ok, err := v.w.Heartbeat(ctx, "svc", "a", 30*time.Second)
+	require.NoError(t, err)
+	require.True(t, ok)
+	v.waitPolls(t, 2)
+	require.NoError(t, v.w.SetHealth(ctx, "svc", "a", StatusUnhealthy, 30*time.Second))
+	changed := v.waitService(t, "svc", func(s *Service) bool {
+		return len(s.Instances) == 3 && s.Instances[0].Health.Status == StatusUnhealthy
+	}, "a unhealthy")
+	require.NotSame(t, a, changed.Instances[0])
+	require.True(t, changed.Instances[0].LastHeartbeat.After(a.LastHeartbeat), "the heartbeat's time came with the change")
+	require.Equal(t, StatusUnknown, a.Health.Status, "a published instance was modified")
+	require.Same(t, b, changed.Instances[1])
+	require.Same(t, &a.Meta[0], &changed.Instances[0].Meta[0], "the copy shares the metadata")
 }

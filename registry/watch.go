@@ -565,7 +565,7 @@ func (w *watcher) setHealth(service, id string, h Health, expires time.Time) {
 	if es == nil {
 		return
 	}
-	es.inst.Health = h
+	es.setHealth(h)
 	es.healthExpires = expires
 	v.arm(service, id, es, true)
 	v.publish(service)
@@ -644,7 +644,8 @@ func (w *watcher) expire(ctx context.Context) {
 		switch ttl := ttls[i]; {
 		case ttl < 0: // gone
 			if it.health {
-				es.inst.Health, es.healthExpires = Health{}, time.Time{}
+				es.setHealth(Health{})
+				es.healthExpires = time.Time{}
 			} else {
 				es.present, es.expires = false, time.Time{}
 			}
