@@ -195,14 +195,23 @@ func (w *watcher) readAll(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	// Read and apply a chunk of services at a time, so a large registry is
-	// never held in memory twice (the view plus a whole raw copy).
+	// never held in memory twice (the view plus a whole raw copy). The next
+	// chunk is read while this one is applied: Redis and the decoding work
+	// at the same time.
 	seen := make(map[string]bool, len(names))
+	var next <-chan chunkRead
+	if len(names) > 0 {
+		next = w.readChunk(cctx, names, 0)
+	}
 	for start := 0; start < len(names); start += resyncChunk {
-		all, skipped, err := v.store.Snapshot(cctx, names[start:min(start+resyncChunk, len(names))])
-		if err != nil {
-			return 0, err
+		chunk := <-next
+		if chunk.err != nil {
+			return 0, chunk.err
 		}
-		readAt := v.opts.Now()
+		if start+resyncChunk < len(names) {
+			next = w.readChunk(cctx, names, start+resyncChunk)
+		}
+		all, skipped, readAt := chunk.all, chunk.skipped, chunk.readAt
 		for name, err := range skipped {
 			v.warnOnce(v.opts.Keys.Set(name), err.Error())
 		}
@@ -239,6 +248,26 @@ func (w *watcher) readAll(ctx context.Context) (int, error) {
 
 // resyncChunk is how many services a full read reads and applies at once.
 const resyncChunk = 500
+
+// chunkRead is what a full read read of one chunk of services.
+type chunkRead struct {
+	all     map[string][]Entry
+	skipped map[string]error
+	readAt  time.Time
+	err     error
+}
+
+// readChunk reads the chunk of names that begins at start in a goroutine
+// of its own, which ends when the read does (ctx bounds it): the channel
+// has room for its one result, whether or not anyone takes it.
+func (w *watcher) readChunk(ctx context.Context, names []string, start int) <-chan chunkRead {
+	out := make(chan chunkRead, 1)
+	go func() {
+		all, skipped, err := w.v.store.Snapshot(ctx, names[start:min(start+resyncChunk, len(names))])
+		out <- chunkRead{all: all, skipped: skipped, readAt: w.v.opts.Now(), err: err}
+	}()
+	return out
+}
 
 // ensureKeyspaceEvents turns on the keyspace notifications the view needs
 // (K: keyspace channel; g: del/expire; $: string set; s: set commands;
