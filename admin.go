@@ -25,6 +25,7 @@ func startAdmin(ctx context.Context, cfg config.Config, log zerolog.Logger, h *r
 	}
 	s := admin.New(admin.Options{
 		Addr:   cfg.HTTP.Listen,
+		Pprof:  cfg.HTTP.Pprof,
 		DNS:    dnsStats{h},
 		Zones:  zones,
 		Logger: log.With().Str("component", "http").Logger(),

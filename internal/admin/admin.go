@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -143,6 +144,8 @@ type Options struct {
 	DNS DNS
 	// Zones are the registry views, the primary zone first.
 	Zones []Zone
+	// Pprof serves Go's profiles under /debug/pprof/.
+	Pprof bool
 	// MaxServices bounds the services per zone exported in regdns_instances,
 	// the first in name order, so the label cardinality stays bounded
 	// (default 1000).
@@ -188,6 +191,13 @@ func New(opts Options) *Server {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /debug/services/{name...}", s.debugService)
+	if opts.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	s.handler = mux
 	return s
 }

@@ -346,3 +346,20 @@ func TestStartShutdownAndPortInUse(t *testing.T) {
 	default:
 	}
 }
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		srv := newTestServer(t, Options{DNS: &fakeDNS{}, Pprof: on})
+		resp, err := http.Get(srv.URL + "/debug/pprof/heap?debug=1")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if on {
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			require.Contains(t, string(body), "heap profile")
+		} else {
+			require.Equal(t, http.StatusNotFound, resp.StatusCode)
+		}
+	}
+}

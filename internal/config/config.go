@@ -213,6 +213,9 @@ type HTTP struct {
 	// Listen is its address (default "127.0.0.1:9153"); "" or "off" turns
 	// it off.
 	Listen string `toml:"listen"`
+	// Pprof serves Go's profiles under /debug/pprof/ (default false: they
+	// reveal the process's internals and cost CPU while a profile runs).
+	Pprof bool `toml:"pprof"`
 }
 
 // Enabled reports whether the admin HTTP server runs.
@@ -423,6 +426,7 @@ func (c *Config) vars() []variable {
 		{"log.format", str(&c.Log.Format)},
 		{"log.queries", float(&c.Log.Queries)},
 		{"http.listen", str(&c.HTTP.Listen)},
+		{"http.pprof", boolean(&c.HTTP.Pprof)},
 	}
 	out := make([]variable, len(list))
 	for i, v := range list {

@@ -424,7 +424,7 @@ func valueFor(key string) string {
 		return "192.0.2.53:53"
 	case strings.HasSuffix(key, "_allow"):
 		return "127.0.0.0/8,::1"
-	case key == "health.cleanup_expired", key == "dns.explain", key == "redis.cluster", key == "redis.read_from_replicas":
+	case key == "health.cleanup_expired", key == "dns.explain", key == "http.pprof", key == "redis.cluster", key == "redis.read_from_replicas":
 		return "true"
 	case key == "health.panic_threshold", key == "log.queries":
 		return "0.5"
