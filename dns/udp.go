@@ -34,6 +34,24 @@ const udpReadSize = 4096
 // the client retries).
 const udpSocketBuffer = 1 << 20
 
+// queued reports whether a datagram waits in c's receive queue (SIOCINQ).
+// It asks the socket directly: a read past its deadline would not.
+func queued(c *net.UDPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	if cerr := rc.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); cerr != nil || err != nil {
+		return false
+	}
+	return n > 0
+}
+
+// udpDrain bounds how long a socket keeps answering what it holds once the
+// server shuts down.
+const udpDrain = 100 * time.Millisecond
+
 // batchConn is the part of ipv4.PacketConn and ipv6.PacketConn we use.
 type batchConn interface {
 	ReadBatch(ms []ipv4.Message, flags int) (int, error)
@@ -103,13 +121,32 @@ func (s *udpServer) serve(c *net.UDPConn) {
 		out[i].Buffers = [][]byte{make([]byte, dns.MaxMsgSize)}
 	}
 	w := &batchWriter{h: s.h, key: make([]byte, 512), batchStats: batchStats{st: s.h.stats.udpShard()}}
+	// Shutting down, the socket answers what it holds, then closes the
+	// moment it holds nothing. A query left in the queue of a closed socket
+	// is lost without a word; one arriving after the close is refused (ICMP
+	// port unreachable: the client moves on at once), or taken by a socket
+	// of the port still open.
+	var drainUntil time.Time // set once shutting down
 	for {
+		if !drainUntil.IsZero() && (!queued(c) || time.Now().After(drainUntil)) {
+			c.Close()
+			return
+		}
 		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
-			if s.stopping.Load() || errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue // a transient error (e.g. ICMP-induced): keep serving
+			if s.stopping.Load() {
+				if drainUntil.IsZero() {
+					drainUntil = time.Now().Add(udpDrain)
+				}
+				// Reads of what is queued return at once, the last read
+				// at the latest when the drain ends (again, should this
+				// have raced with shutdown's own deadline).
+				_ = c.SetReadDeadline(drainUntil)
+			}
+			continue // or a transient error (e.g. ICMP-induced): keep serving
 		}
 		start := time.Now() // the batch is timed once, for all its replies (stats.go)
 		k := 0
