@@ -36,7 +36,11 @@ type nodeSubs struct {
 	patterns []string
 	merged   chan nodeMsg
 	subs     map[string]*nodeSub
-	wg       sync.WaitGroup
+	// scanned are the masters the last full read listed services on. The
+	// client's topology can lag a failover, so a read may scan fewer
+	// masters than are subscribed: their services were not read.
+	scanned map[string]bool
+	wg      sync.WaitGroup
 }
 
 func newNodeSubs(cluster *redis.ClusterClient, patterns []string) *nodeSubs {
@@ -89,17 +93,18 @@ func (n *nodeSubs) masters(ctx context.Context) (map[string]*redis.Client, error
 	return masters, nil
 }
 
-// changed reports whether the masters are no longer the subscribed ones.
+// changed reports whether the masters are no longer the subscribed ones,
+// or not the ones the last full read scanned.
 func (n *nodeSubs) changed(ctx context.Context) (bool, error) {
 	masters, err := n.masters(ctx)
 	if err != nil {
 		return false, err
 	}
-	if len(masters) != len(n.subs) {
+	if len(masters) != len(n.subs) || (n.scanned != nil && len(masters) != len(n.scanned)) {
 		return true, nil
 	}
 	for addr := range masters {
-		if n.subs[addr] == nil {
+		if n.subs[addr] == nil || (n.scanned != nil && !n.scanned[addr]) {
 			return true, nil
 		}
 	}

@@ -189,9 +189,17 @@ func (s *Store) Service(ctx context.Context, service string) ([]Entry, error) {
 // ServiceNames lists every service that has a set, by SCAN (never KEYS: the
 // database is shared with other data). In Cluster mode every master is scanned.
 func (s *Store) ServiceNames(ctx context.Context) ([]string, error) {
+	names, _, err := s.scanServices(ctx)
+	return names, err
+}
+
+// scanServices is ServiceNames, and in Cluster mode also the addresses of
+// the masters it scanned (the client's view of the topology at that moment).
+func (s *Store) scanServices(ctx context.Context) ([]string, map[string]bool, error) {
 	var (
-		names []string
-		mu    sync.Mutex
+		names   []string
+		scanned map[string]bool
+		mu      sync.Mutex
 	)
 	scanNode := func(ctx context.Context, node *redis.Client) error {
 		var local []string
@@ -203,12 +211,16 @@ func (s *Store) ServiceNames(ctx context.Context) ([]string, error) {
 		}
 		mu.Lock() // ForEachMaster scans nodes concurrently
 		names = append(names, local...)
+		if scanned != nil {
+			scanned[node.Options().Addr] = true
+		}
 		mu.Unlock()
 		return iter.Err()
 	}
 	var err error
 	switch c := s.client.(type) {
 	case *redis.ClusterClient:
+		scanned = map[string]bool{}
 		err = c.ForEachMaster(ctx, scanNode)
 	case *redis.Client:
 		err = scanNode(ctx, c)
@@ -216,9 +228,9 @@ func (s *Store) ServiceNames(ctx context.Context) ([]string, error) {
 		err = fmt.Errorf("unsupported redis client %T", s.client)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list services: %w", err)
+		return nil, nil, fmt.Errorf("list services: %w", err)
 	}
-	return names, nil
+	return names, scanned, nil
 }
 
 // Snapshot reads every given service: one pipeline of SMEMBERS for all of

@@ -190,9 +190,12 @@ func (w *watcher) readAll(ctx context.Context) (int, error) {
 	// A full read of a large registry takes longer than one command.
 	cctx, cancel := context.WithTimeout(ctx, 10*v.opts.Timeout)
 	defer cancel()
-	names, err := v.store.ServiceNames(cctx)
+	names, scanned, err := v.store.scanServices(cctx)
 	if err != nil {
 		return 0, err
+	}
+	if w.nodes != nil {
+		w.nodes.scanned = scanned
 	}
 	// Read and apply a chunk of services at a time, so a large registry is
 	// never held in memory twice (the view plus a whole raw copy). The next
