@@ -15,7 +15,9 @@ import (
 // client, and to keyspace notifications on every master, following the
 // topology: masters are listed again on every full re-read, and a master
 // that joined gets a subscription, one that left loses it; and once a
-// second (with the ping), where a change of masters triggers that re-read.
+// second (with the ping), where a change of masters, or masters the last
+// re-read did not scan (its view of the topology lagged a failover),
+// triggers that re-read.
 
 // nodeMsg is a message from one master's keyspace subscription.
 type nodeMsg struct {
