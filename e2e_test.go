@@ -343,6 +343,7 @@ func TestE2ERcodes(t *testing.T) {
 	require.NoError(t, w.Register(context.Background(), "web", "w1", "10.3.0.1", 80, nil, 30*time.Second))
 	r := startRegdns(t, rs.URL(), func(c *config.Config) { c.Health.Mode = "healthy_or_unknown" })
 	r.waitFor(t, "web.service.local.", dns.TypeA, 5*time.Second, func(m *dns.Msg) bool { return len(m.Answer) == 1 })
+	waitSynced(t, r, "service.local.") // NXDOMAIN needs the whole registry read
 	for _, tc := range []struct {
 		network, name string
 		qtype         uint16

@@ -197,6 +197,11 @@ func (w *watcher) readAll(ctx context.Context) (int, error) {
 	if w.nodes != nil {
 		w.nodes.scanned = scanned
 	}
+	// Asked before the services are applied, not after: once the last one
+	// is published, the view is marked in sync with nothing left to ask
+	// Redis in between, so a name that answers comes with NXDOMAIN for the
+	// names that do not exist (rather than SERVFAIL for a round trip).
+	restarted := w.restarted(cctx)
 	// Read and apply a chunk of services at a time, so a large registry is
 	// never held in memory twice (the view plus a whole raw copy). The next
 	// chunk is read while this one is applied: Redis and the decoding work
@@ -239,7 +244,6 @@ func (w *watcher) readAll(ctx context.Context) (int, error) {
 			v.publish(name)
 		}
 	}
-	restarted := w.restarted(cctx)
 	for name := range v.services {
 		if !seen[name] && !w.hold(name, restarted) {
 			delete(v.services, name)
