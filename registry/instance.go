@@ -2,7 +2,6 @@ package registry
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -136,7 +135,7 @@ func DecodeInstance(service, id string, data []byte) (Instance, error) {
 		for k, raw := range doc.Metadata {
 			in.Meta = append(in.Meta, MetaEntry{k, metaText(raw)})
 		}
-		slices.SortFunc(in.Meta, func(a, b MetaEntry) int { return cmp.Compare(a.Key, b.Key) })
+		in.Meta.sort()
 		in.Weight = metaUint16(doc.Metadata["weight"], 1)
 		in.Priority = metaUint16(doc.Metadata["priority"], 1)
 		var tags []string

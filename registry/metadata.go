@@ -22,8 +22,13 @@ func MetadataOf(m map[string]string) Metadata {
 	for k, v := range m {
 		out = append(out, MetaEntry{k, v})
 	}
-	slices.SortFunc(out, func(a, b MetaEntry) int { return cmp.Compare(a.Key, b.Key) })
+	out.sort()
 	return out
+}
+
+// sort orders m by key, as every Metadata is kept.
+func (m Metadata) sort() {
+	slices.SortFunc(m, func(a, b MetaEntry) int { return cmp.Compare(a.Key, b.Key) })
 }
 
 // Lookup returns the value of key and whether it is set.

@@ -527,6 +527,18 @@ RE_READS=$(($(cmd_get SAVED_DELTA smembers) / SERVICES))
 UNEXPLAINED=$(($(cmd_get SAVED_DELTA get) + $(cmd_get SAVED_DELTA pttl) - RE_READS * 3 * SERVICES * INSTANCES))
 
 # --- results -------------------------------------------------------------------
+# loadgen_table RESULTS DROPS: the table of one bench/loadgen pass, a row per
+# server (RESULTS: server -> loadgen JSON line; DROPS: server -> socket drops).
+loadgen_table() {
+	local -n res=$1 drops=$2
+	local s j
+	echo "| server | sent qps | avg ms | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost / sent (server socket drops) |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	for s in "${SERVERS[@]}"; do
+		j=${res[$s]}
+		echo "| $(label "$s") | $(jnum "$j" sent_qps | awk '{printf "%.0f", $1}') | $(jnum "$j" avg_ms) | $(jnum "$j" p50_ms) | $(jnum "$j" p90_ms) | $(jnum "$j" p99_ms) | $(jnum "$j" p999_ms) | $(jnum "$j" max_ms) | $(jnum "$j" lost) / $(jnum "$j" sent) (${drops[$s]}) |"
+	done
+}
 num_or_null() { if [[ $1 =~ ^-?[0-9.]+(e[-+]?[0-9]+)?$ ]]; then echo "$1"; else echo null; fi; }
 {
 	printf '{\n'
@@ -658,22 +670,12 @@ P99_REGDNS=$(lat regdns 7)
 	echo
 	echo "### Latency at $FIXED_QPS qps, ${SECS} s per server (bench/loadgen)"
 	echo
-	echo "| server | sent qps | avg ms | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost / sent (server socket drops) |"
-	echo "|---|---|---|---|---|---|---|---|---|"
-	for s in "${SERVERS[@]}"; do
-		j=${LGF[$s]}
-		echo "| $(label "$s") | $(jnum "$j" sent_qps | awk '{printf "%.0f", $1}') | $(jnum "$j" avg_ms) | $(jnum "$j" p50_ms) | $(jnum "$j" p90_ms) | $(jnum "$j" p99_ms) | $(jnum "$j" p999_ms) | $(jnum "$j" max_ms) | $(jnum "$j" lost) / $(jnum "$j" sent) (${LGFDROPS[$s]}) |"
-	done
+	loadgen_table LGF LGFDROPS
 	echo
 	if [ "$PINNED" = 1 ]; then
 		echo "### Latency at $RATE qps (half of regdns's median), the server on CPU 0, bench/loadgen on CPU 1 (taskset), ${SECS} s per server"
 		echo
-		echo "| server | sent qps | avg ms | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost / sent (server socket drops) |"
-		echo "|---|---|---|---|---|---|---|---|---|"
-		for s in "${SERVERS[@]}"; do
-			j=${LGP[$s]}
-			echo "| $(label "$s") | $(jnum "$j" sent_qps | awk '{printf "%.0f", $1}') | $(jnum "$j" avg_ms) | $(jnum "$j" p50_ms) | $(jnum "$j" p90_ms) | $(jnum "$j" p99_ms) | $(jnum "$j" p999_ms) | $(jnum "$j" max_ms) | $(jnum "$j" lost) / $(jnum "$j" sent) (${LGPDROPS[$s]}) |"
-		done
+		loadgen_table LGP LGPDROPS
 		echo
 		echo "Each server had one core here (all its threads pinned to CPU 0; regdns keeps its 2 sockets), the load generator the other."
 		echo
